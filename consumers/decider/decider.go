@@ -1,0 +1,472 @@
+// Package decider is the single writer of the events topic: per partition it
+// judges commands against the state of their workspace and, in one Kafka
+// transaction per poll batch, writes the events, the results, the changed
+// state records and the consumed offsets.
+package decider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// Config configures a decider.
+type Config struct {
+	Kafka kafka.Config
+	// Group is the consumer group of the commands topic, default "logbook-decider".
+	Group string
+	// MaxPollRecords bounds one transaction, default 2000.
+	MaxPollRecords int
+	// DedupWindow is how many recent command outcomes each workspace keeps
+	// for idempotency, default 256.
+	DedupWindow int
+	// SessionTimeout of the group member, default 10s: a paused decider is
+	// fenced once it passes.
+	SessionTimeout time.Duration
+	Logger         *slog.Logger
+	// Now is the clock, default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if c.Group == "" {
+		c.Group = "logbook-decider"
+	}
+	if c.MaxPollRecords <= 0 {
+		c.MaxPollRecords = 2000
+	}
+	if c.DedupWindow <= 0 {
+		c.DedupWindow = 256
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Decider consumes commands and writes events transactionally.
+type Decider struct {
+	cfg    Config
+	topics kafka.Topics
+	sess   *kgo.GroupTransactSession
+
+	mu    sync.Mutex // guards parts against the rebalance callbacks
+	parts map[int32]*partitionState
+
+	stats Stats
+}
+
+// Stats are running counters, for metrics and tests.
+type Stats struct {
+	mu                               sync.Mutex
+	Commands, Accepted, Rejected     int64
+	Duplicates, Events, Transactions int64
+	Aborts                           int64
+}
+
+// New builds a decider; Run starts it.
+func New(cfg Config) (*Decider, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	d := &Decider{cfg: cfg, topics: cfg.Kafka.Topics(), parts: map[int32]*partitionState{}}
+	drop := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, p := range m[d.topics.Commands] {
+			delete(d.parts, p)
+		}
+	}
+	opts := append(cfg.Kafka.Opts(),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(d.topics.Commands),
+		kgo.TransactionalID("logbook-decider-"+uuid.NewString()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.TransactionTimeout(cfg.SessionTimeout),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.OnPartitionsRevoked(drop),
+		kgo.OnPartitionsLost(drop),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("decider: %w", err)
+	}
+	d.sess = sess
+	return d, nil
+}
+
+// Close leaves the group; in-flight work is aborted and redone elsewhere.
+func (d *Decider) Close() { d.sess.Close() }
+
+// Snapshot returns a copy of the counters.
+func (d *Decider) Snapshot() Stats {
+	d.stats.mu.Lock()
+	defer d.stats.mu.Unlock()
+	return Stats{Commands: d.stats.Commands, Accepted: d.stats.Accepted, Rejected: d.stats.Rejected,
+		Duplicates: d.stats.Duplicates, Events: d.stats.Events, Transactions: d.stats.Transactions, Aborts: d.stats.Aborts}
+}
+
+// Run processes commands until ctx ends.
+func (d *Decider) Run(ctx context.Context) error {
+	log := d.cfg.Logger.With("component", "decider")
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		fetches := d.sess.PollRecords(ctx, d.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		committed, err := d.process(ctx, fetches)
+		if err != nil {
+			log.Warn("transaction failed; retrying from the last committed offsets", "err", err)
+			d.resetState()
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if !committed {
+			// A rebalance aborted the transaction: the session rewound to
+			// the committed offsets, so state built since then is void.
+			d.resetState()
+		}
+	}
+	return nil
+}
+
+func (d *Decider) resetState() {
+	d.mu.Lock()
+	d.parts = map[int32]*partitionState{}
+	d.mu.Unlock()
+	d.stats.mu.Lock()
+	d.stats.Aborts++
+	d.stats.mu.Unlock()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// process runs one transaction over one poll batch.
+func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error) {
+	parts := map[int32]*partitionState{}
+	var loadErr error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if loadErr != nil || len(fp.Records) == 0 {
+			return
+		}
+		p, err := d.partition(ctx, fp.Partition)
+		if err != nil {
+			loadErr = err
+			return
+		}
+		parts[fp.Partition] = p
+	})
+	if loadErr != nil {
+		return false, loadErr
+	}
+	if err := d.sess.Begin(); err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+
+	var (
+		prodMu  sync.Mutex
+		prodErr error
+	)
+	produce := func(r *kgo.Record) {
+		d.sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				prodMu.Lock()
+				prodErr = errors.Join(prodErr, err)
+				prodMu.Unlock()
+			}
+		})
+	}
+
+	b := newBatch()
+	var st Stats
+	now := d.cfg.Now
+	fetches.EachRecord(func(r *kgo.Record) {
+		st.Commands++
+		res, events := d.decide(parts[r.Partition], b, r, now())
+		for _, e := range events {
+			val, err := json.Marshal(e)
+			if err != nil {
+				prodMu.Lock()
+				prodErr = errors.Join(prodErr, err)
+				prodMu.Unlock()
+				return
+			}
+			produce(&kgo.Record{Topic: d.topics.Events, Partition: r.Partition, Key: []byte(e.WorkspaceID),
+				Value: val, Headers: schemas.EventHeaders(e), Timestamp: e.OccurredAt})
+		}
+		st.Events += int64(len(events))
+		switch {
+		case res == nil:
+		case res.Status == schemas.ResultAccepted:
+			st.Accepted++
+		default:
+			st.Rejected++
+		}
+		if res != nil {
+			val, _ := json.Marshal(res)
+			produce(&kgo.Record{Topic: d.topics.Results, Partition: r.Partition, Key: []byte(res.WorkspaceID), Value: val})
+		}
+	})
+	for id, w := range b.workspaces {
+		val, _ := json.Marshal(w)
+		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[keyWorkspace+id], Key: []byte(keyWorkspace + id), Value: val})
+	}
+	for id, t := range b.tasks {
+		val, _ := json.Marshal(t)
+		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[keyTask+id], Key: []byte(keyTask + id), Value: val})
+	}
+
+	try := kgo.TryCommit
+	if err := d.sess.Client().Flush(ctx); err != nil {
+		return false, err
+	}
+	prodMu.Lock()
+	failed := prodErr
+	prodMu.Unlock()
+	if failed != nil {
+		try = kgo.TryAbort
+	}
+	committed, err := d.sess.End(ctx, try)
+	if err != nil {
+		return false, err
+	}
+	if failed != nil {
+		return false, fmt.Errorf("produce: %w", failed)
+	}
+	if !committed {
+		return false, nil
+	}
+	d.mu.Lock()
+	// Partitions revoked meanwhile are absent from d.parts: their state is
+	// reloaded by whoever owns them next.
+	live := map[int32]*partitionState{}
+	for p, ps := range parts {
+		if d.parts[p] == ps {
+			live[p] = ps
+		}
+	}
+	b.commit(live)
+	d.mu.Unlock()
+
+	st.Transactions = 1
+	d.stats.mu.Lock()
+	d.stats.Commands += st.Commands
+	d.stats.Accepted += st.Accepted
+	d.stats.Rejected += st.Rejected
+	d.stats.Duplicates += st.Duplicates
+	d.stats.Events += st.Events
+	d.stats.Transactions++
+	d.stats.mu.Unlock()
+	return true, nil
+}
+
+// decide judges one command record. It returns the result to publish (nil
+// when the record cannot be answered at all) and the sealed events.
+func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Time) (*schemas.Result, []schemas.EventEnvelope) {
+	log := d.cfg.Logger
+	var env schemas.CommandEnvelope
+	if err := json.Unmarshal(r.Value, &env); err != nil || env.ID == "" || env.WorkspaceID == "" {
+		// Not ours to answer: no id to answer to. Logged without the value.
+		log.Error("decider: undecodable command record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil, nil
+	}
+	res := &schemas.Result{CommandID: env.ID, CommandType: env.Type, WorkspaceID: env.WorkspaceID, DecidedAt: schemas.Timestamp(now)}
+	reject := func(err error) *schemas.Result {
+		res.Status = schemas.ResultRejected
+		var de *domain.Error
+		if errors.As(err, &de) {
+			res.Code, res.Reason, res.Field = de.Code, de.Message, de.Field
+		} else {
+			res.Code, res.Reason = domain.CodeInvalid, err.Error()
+		}
+		return res
+	}
+
+	ws := b.workspace(p, env.WorkspaceID)
+	if ws != nil {
+		if prev, ok := ws.recent(env.ID); ok {
+			d.stats.mu.Lock()
+			d.stats.Duplicates++
+			d.stats.mu.Unlock()
+			prev.DecidedAt = res.DecidedAt
+			return &prev, nil
+		}
+	}
+	cmd, err := env.Command()
+	if err != nil {
+		return d.rememberOutcome(p, b, ws, reject(err), r.Partition), nil
+	}
+	var state domain.State
+	if ws != nil {
+		state.Workspace = ws.Workspace
+	}
+	taskID := ""
+	if tt, ok := cmd.Payload.(domain.TaskTarget); ok {
+		taskID = tt.TargetTask()
+		if taskID != "" {
+			state.Task = b.task(p, taskID)
+		}
+	}
+	events, err := domain.Decide(state, cmd, now)
+	if err != nil {
+		return d.rememberOutcome(p, b, ws, reject(err), r.Partition), nil
+	}
+	var next workspaceState
+	if ws != nil {
+		next = *ws
+	}
+	sealed, chain, err := schemas.Seal(next.Chain, schemas.EventMeta{
+		WorkspaceID: env.WorkspaceID, CommandID: env.ID, CorrelationID: env.CorrelationID, Actor: env.Actor,
+	}, events)
+	if err != nil {
+		return d.rememberOutcome(p, b, ws, reject(err), r.Partition), nil
+	}
+	for _, e := range events {
+		state = domain.Evolve(state, e)
+	}
+	next.Workspace, next.Chain = state.Workspace, chain
+	if taskID != "" && state.Task != nil {
+		b.tasks[taskID] = state.Task
+		b.partOf[keyTask+taskID] = r.Partition
+	}
+	res.Status = schemas.ResultAccepted
+	if len(events) > 0 {
+		res.AggregateID = events[0].Aggregate.ID
+	}
+	for _, e := range sealed {
+		res.Events = append(res.Events, schemas.EventRef{ID: e.ID, Seq: e.Seq, Type: e.Type})
+	}
+	next = next.remember(*res, d.cfg.DedupWindow)
+	b.workspaces[env.WorkspaceID] = &next
+	b.partOf[keyWorkspace+env.WorkspaceID] = r.Partition
+	return res, sealed
+}
+
+// rememberOutcome records a rejection in the workspace's window, when the
+// workspace exists, so a retry gets the same answer.
+func (d *Decider) rememberOutcome(_ *partitionState, b *batch, ws *workspaceState, res *schemas.Result, partition int32) *schemas.Result {
+	if ws == nil {
+		return res
+	}
+	next := ws.remember(*res, d.cfg.DedupWindow)
+	b.workspaces[res.WorkspaceID] = &next
+	b.partOf[keyWorkspace+res.WorkspaceID] = partition
+	return res
+}
+
+// partition returns the state of a partition, restoring it from the
+// decider-state topic on first use after assignment.
+func (d *Decider) partition(ctx context.Context, p int32) (*partitionState, error) {
+	d.mu.Lock()
+	ps := d.parts[p]
+	d.mu.Unlock()
+	if ps != nil {
+		return ps, nil
+	}
+	ps, err := d.restore(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.parts[p] = ps
+	d.mu.Unlock()
+	return ps, nil
+}
+
+// restore reads the compacted decider-state partition up to its last stable
+// offset. Control records are kept so the reader sees the offsets of the
+// transaction markers and knows when it has reached the end.
+func (d *Decider) restore(ctx context.Context, p int32) (*partitionState, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	topic := d.topics.DeciderState
+	cl, err := kgo.NewClient(append(d.cfg.Kafka.Opts(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("decider: end offsets of %s: %w", topic, err)
+	}
+	end, ok := ends.Lookup(topic, p)
+	if !ok || end.Err != nil {
+		return nil, fmt.Errorf("decider: end offset of %s/%d: %v", topic, p, end.Err)
+	}
+	ps := newPartitionState()
+	start := time.Now()
+	n := 0
+	next := int64(0)
+	for next < end.Offset {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("decider: restore %s/%d stopped at offset %d of %d: %w", topic, p, next, end.Offset, err)
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, fmt.Errorf("decider: restore %s/%d: %w", topic, p, ferr)
+		}
+		for _, r := range fetches.Records() {
+			next = r.Offset + 1
+			if r.Attrs.IsControl() {
+				continue
+			}
+			if err := ps.apply(string(r.Key), r.Value); err != nil {
+				return nil, fmt.Errorf("decider: state record %s/%d@%d: %w", topic, p, r.Offset, err)
+			}
+			n++
+		}
+	}
+	d.cfg.Logger.Info("decider state restored", "partition", p, "records", n,
+		"workspaces", len(ps.workspaces), "tasks", len(ps.tasks), "took", time.Since(start).Round(time.Millisecond))
+	return ps, nil
+}

@@ -1,0 +1,125 @@
+package decider
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// workspaceState is what the decider keeps per workspace: the aggregate, its
+// position in the hash chain and a bounded window of recent outcomes that
+// makes a redelivered or retried command return its first outcome.
+type workspaceState struct {
+	Workspace *domain.Workspace `json:"workspace"`
+	Chain     schemas.Chain     `json:"chain"`
+	Recent    []schemas.Result  `json:"recent,omitempty"` // oldest first
+}
+
+func (w *workspaceState) recent(commandID string) (schemas.Result, bool) {
+	for i := len(w.Recent) - 1; i >= 0; i-- {
+		if w.Recent[i].CommandID == commandID {
+			return w.Recent[i], true
+		}
+	}
+	return schemas.Result{}, false
+}
+
+// remember returns a copy of w whose window holds r, dropping the oldest
+// outcomes beyond window.
+func (w workspaceState) remember(r schemas.Result, window int) workspaceState {
+	r.Events = nil // the window keeps the outcome, not the event list
+	n := len(w.Recent) + 1
+	start := 0
+	if n > window {
+		start = n - window
+	}
+	recent := make([]schemas.Result, 0, min(n, window))
+	recent = append(recent, w.Recent[min(start, len(w.Recent)):]...)
+	w.Recent = append(recent, r)
+	return w
+}
+
+const (
+	keyWorkspace = "workspace/"
+	keyTask      = "task/"
+)
+
+// partitionState is the decider's view of the workspaces on one partition.
+type partitionState struct {
+	workspaces map[string]*workspaceState
+	tasks      map[string]*domain.Task
+}
+
+func newPartitionState() *partitionState {
+	return &partitionState{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{}}
+}
+
+// apply loads one decider-state record; a nil value is a tombstone.
+func (p *partitionState) apply(key string, value []byte) error {
+	switch {
+	case strings.HasPrefix(key, keyWorkspace):
+		id := strings.TrimPrefix(key, keyWorkspace)
+		if value == nil {
+			delete(p.workspaces, id)
+			return nil
+		}
+		var w workspaceState
+		if err := json.Unmarshal(value, &w); err != nil {
+			return err
+		}
+		p.workspaces[id] = &w
+	case strings.HasPrefix(key, keyTask):
+		id := strings.TrimPrefix(key, keyTask)
+		if value == nil {
+			delete(p.tasks, id)
+			return nil
+		}
+		var t domain.Task
+		if err := json.Unmarshal(value, &t); err != nil {
+			return err
+		}
+		p.tasks[id] = &t
+	}
+	return nil
+}
+
+// batch holds the changes of one transaction on top of the committed
+// partition states; they become visible to later batches only on commit.
+type batch struct {
+	workspaces map[string]*workspaceState
+	tasks      map[string]*domain.Task
+	partOf     map[string]int32 // aggregate key → partition, for state records
+}
+
+func newBatch() *batch {
+	return &batch{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{}, partOf: map[string]int32{}}
+}
+
+func (b *batch) workspace(p *partitionState, id string) *workspaceState {
+	if w, ok := b.workspaces[id]; ok {
+		return w
+	}
+	return p.workspaces[id]
+}
+
+func (b *batch) task(p *partitionState, id string) *domain.Task {
+	if t, ok := b.tasks[id]; ok {
+		return t
+	}
+	return p.tasks[id]
+}
+
+func (b *batch) commit(parts map[int32]*partitionState) {
+	for id, w := range b.workspaces {
+		if p := parts[b.partOf[keyWorkspace+id]]; p != nil {
+			p.workspaces[id] = w
+		}
+	}
+	for id, t := range b.tasks {
+		if p := parts[b.partOf[keyTask+id]]; p != nil {
+			p.tasks[id] = t
+		}
+	}
+}

@@ -1,0 +1,227 @@
+// Package auth authenticates API keys. Keys are random, shown once and
+// stored only as SHA-256 hashes; the hashes are cached in memory so commands
+// keep being accepted while Postgres is unreachable.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/logbook-dev/logbook/internal/httpapi"
+	"github.com/logbook-dev/logbook/internal/pg"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Roles.
+const (
+	RoleAdmin   = "admin"
+	RoleWriter  = "writer"
+	RoleReader  = "reader"
+	RoleAuditor = "auditor"
+)
+
+// Secret is a string that never reaches a log line.
+type Secret string
+
+// LogValue implements slog.LogValuer.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// String keeps the secret out of fmt output too.
+func (Secret) String() string { return "[redacted]" }
+
+// Reveal returns the secret's text, for the one place that must show it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Principal is an authenticated caller.
+type Principal struct {
+	ID   string
+	Role string
+}
+
+type ctxKey struct{}
+
+// FromContext returns the authenticated principal of a request.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// Keys is the key store.
+type Keys struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	mu    sync.RWMutex
+	cache map[[32]byte]Principal
+}
+
+// Open migrates the key table and loads the keys.
+func Open(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (*Keys, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := pg.Migrate(ctx, pool, sub, "auth_schema_version"); err != nil {
+		return nil, err
+	}
+	k := &Keys{pool: pool, log: log, cache: map[[32]byte]Principal{}}
+	return k, k.refresh(ctx)
+}
+
+// NewKey returns a fresh random API key.
+func NewKey() Secret {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand never fails on supported platforms
+	return Secret("lbk_" + base64.RawURLEncoding.EncodeToString(b))
+}
+
+func hash(key string) [32]byte { return sha256.Sum256([]byte(key)) }
+
+// Bootstrap makes sure an admin key exists. A given key (LOGBOOK_ADMIN_KEY)
+// is registered as the bootstrap admin; otherwise, when no admin key exists
+// yet, one is generated and returned so the caller can show it once.
+func (k *Keys) Bootstrap(ctx context.Context, given Secret) (generated Secret, err error) {
+	if given != "" {
+		if len(given) < 16 {
+			return "", errors.New("auth: the admin key must be at least 16 characters")
+		}
+		h := hash(given.Reveal())
+		_, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ('bootstrap-admin', $1, 'admin')
+			ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, revoked_at = NULL`, h[:])
+		if err != nil {
+			return "", fmt.Errorf("auth: bootstrap key: %w", err)
+		}
+		return "", k.refresh(ctx)
+	}
+	var n int
+	if err := k.pool.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL`).Scan(&n); err != nil {
+		return "", fmt.Errorf("auth: count admin keys: %w", err)
+	}
+	if n > 0 {
+		return "", nil
+	}
+	key := NewKey()
+	h := hash(key.Reveal())
+	tag, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ('bootstrap-admin', $1, 'admin')
+		ON CONFLICT (id) DO NOTHING`, h[:])
+	if err != nil {
+		return "", fmt.Errorf("auth: bootstrap key: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return "", k.refresh(ctx) // another process bootstrapped first
+	}
+	return key, k.refresh(ctx)
+}
+
+// Create registers a new key with a role and returns it (shown once).
+func (k *Keys) Create(ctx context.Context, id, role string) (Secret, error) {
+	switch role {
+	case RoleAdmin, RoleWriter, RoleReader, RoleAuditor:
+	default:
+		return "", fmt.Errorf("auth: unknown role %q", role)
+	}
+	key := NewKey()
+	h := hash(key.Reveal())
+	if _, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ($1, $2, $3)`, id, h[:], role); err != nil {
+		return "", fmt.Errorf("auth: create key: %w", err)
+	}
+	return key, k.refresh(ctx)
+}
+
+func (k *Keys) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := k.pool.Query(ctx, `SELECT id, hash, role FROM api_keys WHERE revoked_at IS NULL`)
+	if err != nil {
+		return fmt.Errorf("auth: load keys: %w", err)
+	}
+	defer rows.Close()
+	next := map[[32]byte]Principal{}
+	for rows.Next() {
+		var id, role string
+		var h []byte
+		if err := rows.Scan(&id, &h, &role); err != nil {
+			return err
+		}
+		var key [32]byte
+		copy(key[:], h)
+		next[key] = Principal{ID: id, Role: role}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.cache = next
+	k.mu.Unlock()
+	return nil
+}
+
+// Refresh reloads the keys every interval until ctx ends; while Postgres is
+// unreachable the last loaded keys keep working.
+func (k *Keys) Refresh(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := k.refresh(ctx); err != nil && ctx.Err() == nil {
+				k.log.Warn("auth: key refresh failed; keeping the cached keys", "err", err)
+			}
+		}
+	}
+}
+
+// Authenticate resolves a bearer token.
+func (k *Keys) Authenticate(token string) (Principal, bool) {
+	h := hash(token)
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	// The lookup is keyed by a SHA-256 of a 256-bit random key: its timing
+	// tells an attacker nothing about any stored key.
+	p, ok := k.cache[h]
+	return p, ok
+}
+
+// Middleware rejects requests without a valid bearer key.
+func (k *Keys) Middleware(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := r.Header.Get("Authorization")
+			token, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || token == "" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="logbook"`)
+				httpapi.WriteError(w, r, log, httpapi.NewProblem(http.StatusUnauthorized, "unauthenticated", "Authorization", "send Authorization: Bearer <api key>"))
+				return
+			}
+			p, ok := k.Authenticate(token)
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="logbook", error="invalid_token"`)
+				httpapi.WriteError(w, r, log, httpapi.NewProblem(http.StatusUnauthorized, "invalid_key", "Authorization", "unknown or revoked API key"))
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+		})
+	}
+}

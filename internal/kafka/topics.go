@@ -1,0 +1,143 @@
+// Package kafka holds the Kafka plumbing shared by producers, consumers and
+// projections: topic names, client options and topic creation.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config says where the log lives and how its topics are shaped.
+type Config struct {
+	Brokers    []string
+	Prefix     string // topic name prefix, default "logbook."
+	Partitions int32  // shared by every topic, default 12
+	ClientID   string // default "logbook"
+}
+
+// Validate fills defaults and rejects an unusable config.
+func (c *Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka: no brokers")
+	}
+	if c.Prefix == "" {
+		c.Prefix = "logbook."
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 12
+	}
+	if c.ClientID == "" {
+		c.ClientID = "logbook"
+	}
+	return nil
+}
+
+// Topics are the full names of logbook's topics.
+type Topics struct {
+	Commands, Events, Results, DeciderState, DLQ string
+}
+
+// Topics returns the topic names under the configured prefix.
+func (c Config) Topics() Topics {
+	return Topics{
+		Commands:     c.Prefix + "commands",
+		Events:       c.Prefix + "events",
+		Results:      c.Prefix + "results",
+		DeciderState: c.Prefix + "decider-state",
+		DLQ:          c.Prefix + "dlq",
+	}
+}
+
+// Opts are the client options every logbook client starts from.
+func (c Config) Opts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.RequestTimeoutOverhead(10 * time.Second),
+		kgo.RetryTimeout(30 * time.Second),
+		kgo.DialTimeout(5 * time.Second),
+	}
+}
+
+type topicSpec struct {
+	name       string
+	partitions int32
+	configs    map[string]*string
+}
+
+func ptr(s string) *string { return &s }
+
+func (c Config) specs(brokers int) []topicSpec {
+	t := c.Topics()
+	day := int64(24 * time.Hour / time.Millisecond)
+	common := func(extra map[string]*string) map[string]*string {
+		m := map[string]*string{"unclean.leader.election.enable": ptr("false")}
+		if brokers >= 3 {
+			m["min.insync.replicas"] = ptr("2")
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	return []topicSpec{
+		{t.Commands, c.Partitions, common(map[string]*string{"retention.ms": ptr(strconv.FormatInt(7*day, 10))})},
+		{t.Events, c.Partitions, common(map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")})},
+		{t.Results, c.Partitions, common(map[string]*string{"retention.ms": ptr(strconv.FormatInt(day, 10))})},
+		{t.DeciderState, c.Partitions, common(map[string]*string{"cleanup.policy": ptr("compact")})},
+		{t.DLQ, 1, common(map[string]*string{"retention.ms": ptr(strconv.FormatInt(30*day, 10))})},
+	}
+}
+
+// EnsureTopics creates logbook's topics if they are missing (idempotent) and
+// checks that existing ones have the shared partition count: co-partitioning
+// is what keeps one workspace on one partition of every topic.
+func EnsureTopics(ctx context.Context, cfg Config) error {
+	cl, err := kgo.NewClient(cfg.Opts()...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	meta, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka: broker metadata: %w", err)
+	}
+	brokers := len(meta.Brokers)
+	rf := int16(1)
+	if brokers >= 3 {
+		rf = 3
+	}
+	for _, s := range cfg.specs(brokers) {
+		resp, err := adm.CreateTopic(ctx, s.partitions, rf, s.configs, s.name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %s: %w", s.name, err)
+		}
+	}
+	details, err := adm.ListTopics(ctx, cfg.Topics().Commands, cfg.Topics().Events, cfg.Topics().Results, cfg.Topics().DeciderState)
+	if err != nil {
+		return fmt.Errorf("kafka: list topics: %w", err)
+	}
+	for name, d := range details {
+		if d.Err != nil {
+			return fmt.Errorf("kafka: topic %s: %w", name, d.Err)
+		}
+		if n := int32(len(d.Partitions)); n != cfg.Partitions {
+			return fmt.Errorf("kafka: topic %s has %d partitions, logbook is configured for %d: every topic must share one partition count", name, n, cfg.Partitions)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+// Package projections builds the Postgres read models from the log and
+// serves the query API from them.
+package projections
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/pg"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate brings the read-model schema up to date.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	return pg.Migrate(ctx, pool, sub, "projections_schema_version")
+}
+
+// Applier writes one partition's batch of records into read models inside
+// the given transaction. Records are in offset order and never seen before.
+type Applier interface {
+	Apply(ctx context.Context, tx pgx.Tx, partition int32, records []*kgo.Record) error
+}
+
+// ProjectorConfig configures one projection of one topic.
+type ProjectorConfig struct {
+	Kafka kafka.Config
+	// Name of the projection, its checkpoint key and its consumer group
+	// ("logbook-projection-" + Name).
+	Name  string
+	Topic string
+	Pool  *pgxpool.Pool
+	Apply Applier
+	// MaxPollRecords bounds one poll, default 5000.
+	MaxPollRecords int
+	Logger         *slog.Logger
+}
+
+// Projector consumes a topic in a group and applies it to Postgres. Its
+// offsets live in projection_checkpoints, written in the same transaction
+// as the rows, so every record is applied exactly once.
+type Projector struct {
+	cfg ProjectorConfig
+	cl  *kgo.Client
+
+	mu      sync.Mutex
+	applied int64
+	lastErr error
+}
+
+// NewProjector builds a projector; Run starts it.
+func NewProjector(cfg ProjectorConfig) (*Projector, error) {
+	if err := cfg.Kafka.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" || cfg.Topic == "" || cfg.Pool == nil || cfg.Apply == nil {
+		return nil, errors.New("projections: projector needs a name, topic, pool and applier")
+	}
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 5000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Projector{cfg: cfg}
+	cl, err := kgo.NewClient(append(cfg.Kafka.Opts(),
+		kgo.ConsumerGroup("logbook-projection-"+cfg.Name),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AdjustFetchOffsetsFn(p.seekToCheckpoints),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("projections: %w", err)
+	}
+	p.cl = cl
+	return p, nil
+}
+
+// Close leaves the group.
+func (p *Projector) Close() { p.cl.Close() }
+
+// Applied is the number of records applied by this process.
+func (p *Projector) Applied() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.applied
+}
+
+// seekToCheckpoints starts every assigned partition at its checkpoint. It
+// retries while Postgres is unreachable: starting anywhere else would skip or
+// repeat records.
+func (p *Projector) seekToCheckpoints(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	parts := assigned[p.cfg.Topic]
+	ids := make([]int32, 0, len(parts))
+	for id := range parts {
+		ids = append(ids, id)
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		cps, err := p.checkpoints(ctx, ids)
+		if err == nil {
+			for id := range parts {
+				parts[id] = kgo.NewOffset().At(cps[id]) // 0 when new: the log start
+			}
+			return assigned, nil
+		}
+		p.cfg.Logger.Warn("projector: cannot read checkpoints; retrying", "projection", p.cfg.Name, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (p *Projector) checkpoints(ctx context.Context, ids []int32) (map[int32]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rows, err := p.cfg.Pool.Query(ctx,
+		`SELECT partition, next_offset FROM projection_checkpoints WHERE projection = $1 AND partition = ANY($2)`,
+		p.cfg.Name, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for rows.Next() {
+		var part int32
+		var off int64
+		if err := rows.Scan(&part, &off); err != nil {
+			return nil, err
+		}
+		out[part] = off
+	}
+	return out, rows.Err()
+}
+
+// Run applies records until ctx ends.
+func (p *Projector) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		fetches := p.cl.PollRecords(ctx, p.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			p.cfg.Logger.Warn("projector: fetch error", "projection", p.cfg.Name, "topic", t, "partition", part, "err", err)
+		})
+		var runErr error
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if runErr != nil || len(fp.Records) == 0 {
+				return
+			}
+			runErr = p.applyWithRetry(ctx, fp.Partition, fp.Records)
+		})
+		if runErr != nil {
+			return runErr
+		}
+	}
+	return nil
+}
+
+// applyWithRetry keeps trying one partition batch while Postgres is down:
+// the batch stays in memory and the checkpoint makes a retry harmless.
+func (p *Projector) applyWithRetry(ctx context.Context, part int32, recs []*kgo.Record) error {
+	backoff := 100 * time.Millisecond
+	for {
+		n, err := p.apply(ctx, part, recs)
+		p.mu.Lock()
+		p.lastErr = err
+		if err == nil {
+			p.applied += int64(n)
+		}
+		p.mu.Unlock()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.cfg.Logger.Warn("projector: apply failed; retrying", "projection", p.cfg.Name, "partition", part,
+			"first_offset", recs[0].Offset, "records", len(recs), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// apply writes one batch and its checkpoint in one transaction. The
+// checkpoint row is locked first; records below it were applied by another
+// member (a rebalance in flight) and are skipped.
+func (p *Projector) apply(ctx context.Context, part int32, recs []*kgo.Record) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	tx, err := p.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, `INSERT INTO projection_checkpoints (projection, partition, next_offset)
+		VALUES ($1, $2, 0) ON CONFLICT DO NOTHING`, p.cfg.Name, part); err != nil {
+		return 0, err
+	}
+	var next int64
+	if err := tx.QueryRow(ctx, `SELECT next_offset FROM projection_checkpoints
+		WHERE projection = $1 AND partition = $2 FOR UPDATE`, p.cfg.Name, part).Scan(&next); err != nil {
+		return 0, err
+	}
+	i := 0
+	for i < len(recs) && recs[i].Offset < next {
+		i++
+	}
+	fresh := recs[i:]
+	if len(fresh) == 0 {
+		return 0, nil
+	}
+	if err := p.cfg.Apply.Apply(ctx, tx, part, fresh); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET next_offset = $3, updated_at = now()
+		WHERE projection = $1 AND partition = $2`, p.cfg.Name, part, fresh[len(fresh)-1].Offset+1); err != nil {
+		return 0, err
+	}
+	return len(fresh), tx.Commit(ctx)
+}

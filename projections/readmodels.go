@@ -1,0 +1,328 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// ReadModels projects the events topic into workspaces, members, agents,
+// tasks, the event trail and AI usage. Per batch it folds events in memory
+// and writes each table in bulk.
+type ReadModels struct{}
+
+type decoded struct {
+	env       schemas.EventEnvelope
+	ev        domain.Event
+	partition int32
+	offset    int64
+}
+
+// Apply implements Applier.
+func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []*kgo.Record) error {
+	evs := make([]decoded, 0, len(recs))
+	for _, r := range recs {
+		var env schemas.EventEnvelope
+		if err := json.Unmarshal(r.Value, &env); err != nil {
+			return fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		ev, err := env.Event()
+		if err != nil {
+			return fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		evs = append(evs, decoded{env: env, ev: ev, partition: r.Partition, offset: r.Offset})
+	}
+	if err := copyTrail(ctx, tx, evs); err != nil {
+		return fmt.Errorf("event trail: %w", err)
+	}
+	if err := applyWorkspaces(ctx, tx, evs); err != nil {
+		return fmt.Errorf("workspaces: %w", err)
+	}
+	if err := applyTasks(ctx, tx, evs); err != nil {
+		return fmt.Errorf("tasks: %w", err)
+	}
+	return applyUsage(ctx, tx, evs)
+}
+
+func copyTrail(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	rows := make([][]any, len(evs))
+	for i, d := range evs {
+		e := d.env
+		var corr any
+		if e.CorrelationID != "" {
+			corr = e.CorrelationID
+		}
+		rows[i] = []any{e.WorkspaceID, e.Seq, e.ID, e.Type, e.Version, e.Aggregate.Type, e.Aggregate.ID,
+			e.Aggregate.Version, e.CommandID, corr, e.Actor.ID, e.Actor.Role, e.OccurredAt, string(e.Payload),
+			e.PrevHash, e.Hash, d.partition, d.offset}
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"workspace_id", "seq", "id", "type", "version",
+		"aggregate_type", "aggregate_id", "aggregate_version", "command_id", "correlation_id", "actor_id",
+		"actor_role", "occurred_at", "payload", "prev_hash", "hash", "log_partition", "log_offset"},
+		pgx.CopyFromRows(rows))
+	return err
+}
+
+// applyWorkspaces handles the (rare) workspace events statement by statement
+// in one pipelined batch, then bumps each workspace's last_seq once.
+func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	b := &pgx.Batch{}
+	lastSeq := map[string]int64{}
+	for _, d := range evs {
+		e, ws, at := d.env, d.env.WorkspaceID, d.env.OccurredAt
+		lastSeq[ws] = e.Seq
+		if e.Aggregate.Type != domain.AggregateWorkspace {
+			continue
+		}
+		v := e.Aggregate.Version
+		switch p := d.ev.Payload.(type) {
+		case *domain.WorkspaceCreated:
+			b.Queue(`INSERT INTO workspaces (id, name, status, version, last_seq, created_at, updated_at)
+				VALUES ($1, $2, 'active', $3, $4, $5, $5)`, ws, p.Name, v, e.Seq, at)
+		case *domain.WorkspaceRenamed:
+			b.Queue(`UPDATE workspaces SET name = $2, version = $3, updated_at = $4 WHERE id = $1`, ws, p.Name, v, at)
+		case *domain.WorkspaceArchived:
+			b.Queue(`UPDATE workspaces SET status = 'archived', version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
+		case *domain.WorkspaceErased:
+			b.Queue(`UPDATE workspaces SET status = 'erased', version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
+			b.Queue(`UPDATE tasks SET input = NULL, output = NULL WHERE workspace_id = $1`, ws)
+			b.Queue(`UPDATE agents SET instructions = NULL WHERE workspace_id = $1`, ws)
+		case *domain.WorkspaceMemberAdded:
+			b.Queue(`INSERT INTO members (workspace_id, principal_id, role) VALUES ($1, $2, $3)
+				ON CONFLICT (workspace_id, principal_id) DO UPDATE SET role = EXCLUDED.role`, ws, p.PrincipalID, p.Role)
+			b.Queue(`UPDATE workspaces SET version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
+		case *domain.WorkspaceMemberRemoved:
+			b.Queue(`DELETE FROM members WHERE workspace_id = $1 AND principal_id = $2`, ws, p.PrincipalID)
+			b.Queue(`UPDATE workspaces SET version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
+		case *domain.WorkspaceAgentRegistered:
+			b.Queue(`INSERT INTO agents (workspace_id, id, name, role, model, instructions, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`, ws, p.AgentID, p.Name, p.Role, p.Model, p.Instructions, at)
+			b.Queue(`UPDATE workspaces SET version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
+		case *domain.WorkspaceAIPolicySet:
+			b.Queue(`UPDATE workspaces SET ai_daily_budget = $2, ai_fallback_mode = $3, version = $4, updated_at = $5
+				WHERE id = $1`, ws, p.DailyTokenBudget, p.FallbackMode, v, at)
+		}
+	}
+	ids := make([]string, 0, len(lastSeq))
+	seqs := make([]int64, 0, len(lastSeq))
+	for id, s := range lastSeq {
+		ids = append(ids, id)
+		seqs = append(seqs, s)
+	}
+	b.Queue(`UPDATE workspaces w SET last_seq = u.seq FROM unnest($1::text[], $2::bigint[]) AS u(id, seq)
+		WHERE w.id = u.id AND w.last_seq < u.seq`, ids, seqs)
+	return tx.SendBatch(ctx, b).Close()
+}
+
+const taskColumns = `workspace_id, id, title, input, priority, assignee, status, attempt, output,
+	failure_reason, prompt_tokens, completion_tokens, version, created_at, updated_at`
+
+// applyTasks loads the touched tasks once, folds the batch's events over them
+// with domain.Evolve and upserts them with one statement.
+func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	type key struct{ ws, id string }
+	touched := map[key]*domain.Task{}
+	var order []key
+	var wsIDs, taskIDs []string
+	for _, d := range evs {
+		if d.env.Aggregate.Type != domain.AggregateTask {
+			continue
+		}
+		k := key{d.env.WorkspaceID, d.env.Aggregate.ID}
+		if _, ok := touched[k]; !ok {
+			touched[k] = nil
+			order = append(order, k)
+			wsIDs = append(wsIDs, k.ws)
+			taskIDs = append(taskIDs, k.id)
+		}
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT `+taskColumns+` FROM tasks t
+		WHERE (t.workspace_id, t.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, wsIDs, taskIDs)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		touched[key{t.WorkspaceID, t.ID}] = t
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, d := range evs {
+		if d.env.Aggregate.Type != domain.AggregateTask {
+			continue
+		}
+		k := key{d.env.WorkspaceID, d.env.Aggregate.ID}
+		s := domain.Evolve(domain.State{Task: touched[k]}, d.ev)
+		if s.Task != nil {
+			s.Task.WorkspaceID = k.ws
+			s.Task.UpdatedAt = d.env.OccurredAt
+		}
+		touched[k] = s.Task
+	}
+	n := len(order)
+	cols := struct {
+		ws, id, title, input, assignee, status, output, reason []*string
+		priority, attempt                                      []int32
+		prompt, completion, version                            []int64
+		created, updated                                       []time.Time
+	}{}
+	str := func(s string) *string { return &s }
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	for _, k := range order {
+		t := touched[k]
+		if t == nil {
+			n--
+			continue
+		}
+		cols.ws = append(cols.ws, str(t.WorkspaceID))
+		cols.id = append(cols.id, str(t.ID))
+		cols.title = append(cols.title, str(t.Title))
+		cols.input = append(cols.input, str(t.Input))
+		cols.priority = append(cols.priority, int32(t.Priority))
+		cols.assignee = append(cols.assignee, opt(t.Assignee))
+		cols.status = append(cols.status, str(t.Status))
+		cols.attempt = append(cols.attempt, int32(t.Attempt))
+		cols.output = append(cols.output, opt(t.Output))
+		cols.reason = append(cols.reason, opt(t.FailureReason))
+		cols.prompt = append(cols.prompt, t.Usage.PromptTokens)
+		cols.completion = append(cols.completion, t.Usage.CompletionTokens)
+		cols.version = append(cols.version, t.Version)
+		cols.created = append(cols.created, t.CreatedAt)
+		cols.updated = append(cols.updated, t.UpdatedAt)
+	}
+	if n == 0 {
+		return nil
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO tasks (`+taskColumns+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+			$8::int[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::timestamptz[],
+			$15::timestamptz[])
+		ON CONFLICT (workspace_id, id) DO UPDATE SET title = EXCLUDED.title, input = EXCLUDED.input,
+			priority = EXCLUDED.priority, assignee = EXCLUDED.assignee, status = EXCLUDED.status,
+			attempt = EXCLUDED.attempt, output = EXCLUDED.output, failure_reason = EXCLUDED.failure_reason,
+			prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
+			version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
+		cols.ws, cols.id, cols.title, cols.input, cols.priority, cols.assignee, cols.status, cols.attempt,
+		cols.output, cols.reason, cols.prompt, cols.completion, cols.version, cols.created, cols.updated)
+	return err
+}
+
+func scanTask(row pgx.Row) (*domain.Task, error) {
+	var t domain.Task
+	var input, assignee, output, reason *string
+	var priority, attempt int32
+	err := row.Scan(&t.WorkspaceID, &t.ID, &t.Title, &input, &priority, &assignee, &t.Status, &attempt, &output,
+		&reason, &t.Usage.PromptTokens, &t.Usage.CompletionTokens, &t.Version, &t.CreatedAt, &t.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	t.Priority, t.Attempt = int(priority), int(attempt)
+	t.Input, t.Assignee, t.Output, t.FailureReason = deref(input), deref(assignee), deref(output), deref(reason)
+	return &t, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// applyUsage adds the token usage recorded by attempts to the per-day totals.
+func applyUsage(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	type key struct {
+		ws  string
+		day string
+	}
+	sums := map[key]*domain.TokenUsage{}
+	for _, d := range evs {
+		var u domain.TokenUsage
+		switch p := d.ev.Payload.(type) {
+		case *domain.TaskResultRecorded:
+			u = p.Usage
+		case *domain.TaskAttemptFailed:
+			u = p.Usage
+		default:
+			continue
+		}
+		k := key{d.env.WorkspaceID, d.env.OccurredAt.UTC().Format(time.DateOnly)}
+		if sums[k] == nil {
+			sums[k] = &domain.TokenUsage{}
+		}
+		sums[k].PromptTokens += u.PromptTokens
+		sums[k].CompletionTokens += u.CompletionTokens
+	}
+	if len(sums) == 0 {
+		return nil
+	}
+	var ws, days []string
+	var prompt, completion []int64
+	for k, u := range sums {
+		ws, days = append(ws, k.ws), append(days, k.day)
+		prompt, completion = append(prompt, u.PromptTokens), append(completion, u.CompletionTokens)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO ai_usage (workspace_id, day, prompt_tokens, completion_tokens)
+		SELECT ws, day::date, p, c FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(ws, day, p, c)
+		ON CONFLICT (workspace_id, day) DO UPDATE SET prompt_tokens = ai_usage.prompt_tokens + EXCLUDED.prompt_tokens,
+			completion_tokens = ai_usage.completion_tokens + EXCLUDED.completion_tokens`, ws, days, prompt, completion)
+	return err
+}
+
+// Results projects the results topic into the commands table: one outcome
+// per command id, the first one kept.
+type Results struct{}
+
+// Apply implements Applier.
+func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record) error {
+	var ids, ws, types, statuses, codes, reasons, fields, aggs []*string
+	var events []string
+	var decided []time.Time
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	for _, r := range recs {
+		var res schemas.Result
+		if err := json.Unmarshal(r.Value, &res); err != nil {
+			return fmt.Errorf("result at %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		ev, _ := json.Marshal(res.Events)
+		ids = append(ids, opt(res.CommandID))
+		ws = append(ws, opt(res.WorkspaceID))
+		types = append(types, opt(res.CommandType))
+		statuses = append(statuses, opt(res.Status))
+		codes = append(codes, opt(string(res.Code)))
+		reasons = append(reasons, opt(res.Reason))
+		fields = append(fields, opt(res.Field))
+		aggs = append(aggs, opt(res.AggregateID))
+		events = append(events, string(ev))
+		decided = append(decided, res.DecidedAt)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO commands (id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::jsonb[], $10::timestamptz[])
+		ON CONFLICT (id) DO NOTHING`, ids, ws, types, statuses, codes, reasons, fields, aggs, events, decided)
+	return err
+}

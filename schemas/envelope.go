@@ -1,0 +1,128 @@
+// Package schemas holds the wire form of logbook: command, event and result
+// envelopes, their JSON codec, the per-workspace hash chain, CloudEvents
+// Kafka headers and the JSON Schemas of every event type and version.
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/logbook-dev/logbook/domain"
+)
+
+// CommandEnvelope is the value of a record on the commands topic.
+type CommandEnvelope struct {
+	ID              string          `json:"id"`
+	Type            string          `json:"type"`
+	WorkspaceID     string          `json:"workspace_id"`
+	Actor           domain.Actor    `json:"actor"`
+	IssuedAt        time.Time       `json:"issued_at"`
+	ExpectedVersion *int64          `json:"expected_version,omitempty"`
+	CorrelationID   string          `json:"correlation_id,omitempty"`
+	Payload         json.RawMessage `json:"payload"`
+}
+
+// EventEnvelope is the value of a record on the events topic. Hash covers
+// every other field (see ComputeHash).
+type EventEnvelope struct {
+	ID            string              `json:"id"`
+	Type          string              `json:"type"`
+	Version       int                 `json:"version"`
+	WorkspaceID   string              `json:"workspace_id"`
+	Aggregate     domain.AggregateRef `json:"aggregate"`
+	Seq           int64               `json:"seq"`
+	CommandID     string              `json:"command_id"`
+	CorrelationID string              `json:"correlation_id,omitempty"`
+	Actor         domain.Actor        `json:"actor"`
+	OccurredAt    time.Time           `json:"occurred_at"`
+	Payload       json.RawMessage     `json:"payload"`
+	PrevHash      string              `json:"prev_hash"`
+	Hash          string              `json:"hash"`
+}
+
+// Result statuses.
+const (
+	ResultAccepted = "accepted"
+	ResultRejected = "rejected"
+)
+
+// EventRef points at one event a command caused.
+type EventRef struct {
+	ID   string `json:"id"`
+	Seq  int64  `json:"seq"`
+	Type string `json:"type"`
+}
+
+// Result is the value of a record on the results topic: the one outcome of
+// one command.
+type Result struct {
+	CommandID   string      `json:"command_id"`
+	CommandType string      `json:"command_type"`
+	WorkspaceID string      `json:"workspace_id"`
+	Status      string      `json:"status"`
+	Code        domain.Code `json:"code,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+	Field       string      `json:"field,omitempty"`
+	AggregateID string      `json:"aggregate_id,omitempty"`
+	Events      []EventRef  `json:"events,omitempty"`
+	DecidedAt   time.Time   `json:"decided_at"`
+}
+
+// EncodeCommand turns a domain command into its envelope.
+func EncodeCommand(cmd domain.Command, correlationID string) (CommandEnvelope, error) {
+	p, err := json.Marshal(cmd.Payload)
+	if err != nil {
+		return CommandEnvelope{}, fmt.Errorf("schemas: encode %s payload: %w", cmd.Type, err)
+	}
+	return CommandEnvelope{
+		ID: cmd.ID, Type: cmd.Type, WorkspaceID: cmd.WorkspaceID, Actor: cmd.Actor,
+		IssuedAt: cmd.IssuedAt.UTC(), ExpectedVersion: cmd.ExpectedVersion,
+		CorrelationID: correlationID, Payload: p,
+	}, nil
+}
+
+// Command decodes the envelope's payload strictly (unknown fields refused).
+func (c CommandEnvelope) Command() (domain.Command, error) {
+	p := domain.NewCommandPayload(c.Type)
+	if p == nil {
+		return domain.Command{}, domain.Invalid("type", "unknown command type %q", c.Type)
+	}
+	if len(c.Payload) > 0 {
+		if err := strictUnmarshal(c.Payload, p); err != nil {
+			return domain.Command{}, domain.Invalid("payload", "%v", err)
+		}
+	}
+	return domain.Command{
+		ID: c.ID, Type: c.Type, WorkspaceID: c.WorkspaceID, Actor: c.Actor,
+		IssuedAt: c.IssuedAt, ExpectedVersion: c.ExpectedVersion, Payload: p,
+	}, nil
+}
+
+// Event decodes the envelope's payload into a domain event.
+func (e EventEnvelope) Event() (domain.Event, error) {
+	p := domain.NewEventPayload(e.Type)
+	if p == nil {
+		return domain.Event{}, fmt.Errorf("schemas: unknown event type %q", e.Type)
+	}
+	if e.Version != domain.EventVersion {
+		return domain.Event{}, fmt.Errorf("schemas: %s has unsupported version %d", e.Type, e.Version)
+	}
+	if err := json.Unmarshal(e.Payload, p); err != nil {
+		return domain.Event{}, fmt.Errorf("schemas: decode %s payload: %w", e.Type, err)
+	}
+	return domain.Event{Type: e.Type, Aggregate: e.Aggregate, OccurredAt: e.OccurredAt, Payload: p}, nil
+}
+
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after JSON value")
+	}
+	return nil
+}
