@@ -1,0 +1,38 @@
+# logbook — the two commands of the quick start are `make run` and `make test`.
+GO      ?= go
+DATA    ?= .logbook
+HTTP    ?= 127.0.0.1:8080
+PKGS    := ./...
+
+.PHONY: run test test-short bench lint ci build tools
+
+## run: the whole system in one process (embedded Kafka-protocol broker and Postgres)
+run: tools
+	$(GO) run ./cmd/logbook dev --data $(DATA) --http $(HTTP)
+
+## test: unit, integration (kfake + real Postgres) and end-to-end (the real binary)
+test: tools
+	$(GO) test -count=1 -timeout 40m $(PKGS)
+
+## test-short: unit tests only
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+## bench: benchmarks; figures go to docs/BENCHMARKS.md
+bench: tools
+	bash deploy/bench.sh
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## ci: what .ci/run calls after installing dependencies
+ci: lint test
+
+build:
+	$(GO) build -o bin/logbook ./cmd/logbook
+
+## tools: checks that the machine can run logbook's embedded Postgres
+tools:
+	@bash deploy/local/ensure-tools.sh

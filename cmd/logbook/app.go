@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/consumers/decider"
+	"github.com/logbook-dev/logbook/internal/auth"
+	"github.com/logbook-dev/logbook/internal/httpapi"
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/pg"
+	"github.com/logbook-dev/logbook/producers"
+	"github.com/logbook-dev/logbook/projections"
+)
+
+// Main wires the roles of one process together.
+type Main struct {
+	Config Config
+	Log    *slog.Logger
+	Stdout io.Writer
+
+	pool     *pgxpool.Pool
+	keys     *auth.Keys
+	listener net.Listener
+	health   *health
+	reg      *prometheus.Registry
+}
+
+// Open connects to Postgres, migrates, bootstraps the admin key, creates the
+// topics and binds the HTTP listener.
+func (m *Main) Open(ctx context.Context) error {
+	c := m.Config
+	if err := c.validateRoles(); err != nil {
+		return err
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("%w (set LOGBOOK_KAFKA_BROKERS)", err)
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("no database: set LOGBOOK_DATABASE_URL")
+	}
+	var err error
+	if m.pool, err = pg.Connect(ctx, c.DatabaseURL, 20); err != nil {
+		return err
+	}
+	if err := projections.Migrate(ctx, m.pool); err != nil {
+		return err
+	}
+	if m.keys, err = auth.Open(ctx, m.pool, m.Log); err != nil {
+		return err
+	}
+	if err := kafka.EnsureTopics(ctx, c.Kafka); err != nil {
+		return err
+	}
+	if c.hasRole("api") {
+		generated, err := m.keys.Bootstrap(ctx, c.AdminKey)
+		if err != nil {
+			return err
+		}
+		if generated != "" {
+			// Shown once, on stdout, never through the logger.
+			fmt.Fprintf(m.Stdout, "admin key (shown once, keep it): %s\n", generated.Reveal())
+		}
+		if m.listener, err = net.Listen("tcp", c.HTTPAddr); err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+	}
+	m.reg = prometheus.NewRegistry()
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.health = newHealth(c.Kafka, m.pool, m.Log)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "logbook_degradation_level",
+		Help: "0 full, 1 ai_degraded, 2 read_only, 3 queries_degraded, 4 emergency.",
+	}, func() float64 { return float64(m.health.level().rank()) }))
+	return nil
+}
+
+// URL is the base URL of the HTTP API.
+func (m *Main) URL() string {
+	if m.listener == nil {
+		return ""
+	}
+	return "http://" + m.listener.Addr().String()
+}
+
+// Run runs the chosen roles until ctx ends or one fails.
+func (m *Main) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	c := m.Config
+	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
+	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, 10*time.Second); return nil })
+
+	if c.hasRole("decider") {
+		d, err := decider.New(decider.Config{Kafka: c.Kafka, Logger: m.Log})
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		m.reg.MustRegister(deciderCollector{d})
+		goRun("decider", d.Run)
+	}
+	if c.hasRole("projector") {
+		for _, spec := range []struct {
+			name, topic string
+			apply       projections.Applier
+		}{
+			{"read_models", c.Kafka.Topics().Events, projections.ReadModels{}},
+			{"command_results", c.Kafka.Topics().Results, projections.Results{}},
+		} {
+			p, err := projections.NewProjector(projections.ProjectorConfig{Kafka: c.Kafka, Name: spec.name,
+				Topic: spec.topic, Pool: m.pool, Apply: spec.apply, Logger: m.Log})
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			goRun("projector "+spec.name, p.Run)
+		}
+	}
+	if c.hasRole("api") {
+		app, err := producers.NewAppender(c.Kafka)
+		if err != nil {
+			return err
+		}
+		defer app.Close()
+		outcomes, err := producers.NewOutcomes(c.Kafka, m.Log)
+		if err != nil {
+			return err
+		}
+		defer outcomes.Close()
+		goRun("outcomes", func(ctx context.Context) error { outcomes.Run(ctx); return nil })
+		queries := projections.NewQueries(m.pool, m.Log)
+		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Logger: m.Log})
+		srv := &http.Server{
+			Handler:           m.router(api, queries),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      45 * time.Second, // above the longest Prefer: wait
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+		}
+		goRun("http", func(ctx context.Context) error {
+			go func() {
+				<-ctx.Done()
+				sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer scancel()
+				_ = srv.Shutdown(sctx)
+			}()
+			if err := srv.Serve(m.listener); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	<-ctx.Done()
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// Close releases what Open acquired.
+func (m *Main) Close() {
+	if m.listener != nil {
+		m.listener.Close()
+	}
+	if m.pool != nil {
+		m.pool.Close()
+	}
+}
+
+func (m *Main) router(api *producers.API, queries *projections.Queries) http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, m.recoverer)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { httpapi.WriteJSON(w, 200, map[string]string{"status": "ok"}) })
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if l := m.health.level(); l == levelEmergency {
+			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable("emergency", "neither the log nor Postgres is reachable", 5))
+			return
+		}
+		httpapi.WriteJSON(w, 200, map[string]string{"status": "ready"})
+	})
+	r.Get("/v1/status", func(w http.ResponseWriter, _ *http.Request) { httpapi.WriteJSON(w, 200, m.health.status()) })
+	r.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	r.Group(func(r chi.Router) {
+		r.Use(m.keys.Middleware(m.Log))
+		api.Routes(r)
+		queries.Routes(r)
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, r, m.Log, httpapi.NewProblem(http.StatusNotFound, "not_found", "", "no such route"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, r, m.Log, httpapi.NewProblem(http.StatusMethodNotAllowed, "method_not_allowed", "", r.Method+" is not allowed here"))
+	})
+	return r
+}
+
+// recoverer turns a panic into a logged 500 problem instead of a dropped
+// connection.
+func (m *Main) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				httpapi.WriteError(w, r, m.Log, fmt.Errorf("panic: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Degradation levels, DESIGN.md.
+type level string
+
+const (
+	levelFull            level = "full"
+	levelAIDegraded      level = "ai_degraded"
+	levelReadOnly        level = "read_only"
+	levelQueriesDegraded level = "queries_degraded"
+	levelEmergency       level = "emergency"
+)
+
+func (l level) rank() int {
+	switch l {
+	case levelAIDegraded:
+		return 1
+	case levelReadOnly:
+		return 2
+	case levelQueriesDegraded:
+		return 3
+	case levelEmergency:
+		return 4
+	}
+	return 0
+}
+
+// health probes the log and Postgres in the background so status answers
+// never wait on a dead dependency.
+type health struct {
+	kcfg kafka.Config
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	kafkaOK, pgOK atomic.Bool
+	checkedAt     atomic.Int64
+}
+
+func newHealth(k kafka.Config, pool *pgxpool.Pool, log *slog.Logger) *health {
+	h := &health{kcfg: k, pool: pool, log: log}
+	h.kafkaOK.Store(true)
+	h.pgOK.Store(true)
+	return h
+}
+
+func (h *health) run(ctx context.Context) {
+	cl, err := kgo.NewClient(h.kcfg.Opts()...)
+	if err != nil {
+		h.log.Error("health: kafka client", "err", err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, kerr := adm.BrokerMetadata(pctx)
+		perr := h.pool.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if (kerr == nil) != h.kafkaOK.Load() || (perr == nil) != h.pgOK.Load() {
+			h.log.Warn("dependency health changed", "kafka_ok", kerr == nil, "postgres_ok", perr == nil)
+		}
+		h.kafkaOK.Store(kerr == nil)
+		h.pgOK.Store(perr == nil)
+		h.checkedAt.Store(time.Now().UnixMilli())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (h *health) level() level {
+	k, p := h.kafkaOK.Load(), h.pgOK.Load()
+	switch {
+	case !k && !p:
+		return levelEmergency
+	case !k:
+		return levelReadOnly
+	case !p:
+		return levelQueriesDegraded
+	}
+	return levelFull
+}
+
+func (h *health) status() map[string]any {
+	return map[string]any{
+		"level":      h.level(),
+		"kafka":      map[string]bool{"ok": h.kafkaOK.Load()},
+		"postgres":   map[string]bool{"ok": h.pgOK.Load()},
+		"checked_at": time.UnixMilli(h.checkedAt.Load()).UTC(),
+	}
+}
+
+// deciderCollector exposes the decider's counters.
+type deciderCollector struct{ d *decider.Decider }
+
+var deciderDescs = map[string]*prometheus.Desc{
+	"commands":     prometheus.NewDesc("logbook_decider_commands_total", "Commands decided.", nil, nil),
+	"accepted":     prometheus.NewDesc("logbook_decider_accepted_total", "Commands accepted.", nil, nil),
+	"rejected":     prometheus.NewDesc("logbook_decider_rejected_total", "Commands rejected.", nil, nil),
+	"duplicates":   prometheus.NewDesc("logbook_decider_duplicates_total", "Redelivered commands answered from the idempotency window.", nil, nil),
+	"events":       prometheus.NewDesc("logbook_decider_events_total", "Events written.", nil, nil),
+	"transactions": prometheus.NewDesc("logbook_decider_transactions_total", "Kafka transactions committed.", nil, nil),
+	"aborts":       prometheus.NewDesc("logbook_decider_aborts_total", "Transactions aborted or failed.", nil, nil),
+}
+
+func (c deciderCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range deciderDescs {
+		ch <- d
+	}
+}
+
+func (c deciderCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.d.Snapshot()
+	for k, v := range map[string]int64{"commands": s.Commands, "accepted": s.Accepted, "rejected": s.Rejected,
+		"duplicates": s.Duplicates, "events": s.Events, "transactions": s.Transactions, "aborts": s.Aborts} {
+		ch <- prometheus.MustNewConstMetric(deciderDescs[k], prometheus.CounterValue, float64(v))
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/logbook-dev/logbook/internal/auth"
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/logging"
+)
+
+// Config is everything a logbook process reads from env and flags. Only
+// this package reads them.
+type Config struct {
+	Kafka       kafka.Config
+	DatabaseURL string
+	HTTPAddr    string
+	AdminKey    auth.Secret
+	Roles       []string
+	LogLevel    slog.Level
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// baseConfig reads the environment; flags bound by bindFlags override it.
+func baseConfig() (Config, error) {
+	c := Config{
+		DatabaseURL: env("LOGBOOK_DATABASE_URL", ""),
+		HTTPAddr:    env("LOGBOOK_HTTP_ADDR", "127.0.0.1:8080"),
+		AdminKey:    auth.Secret(env("LOGBOOK_ADMIN_KEY", "")),
+		Roles:       splitList(env("LOGBOOK_ROLES", "api,decider,projector")),
+	}
+	c.Kafka.Brokers = splitList(env("LOGBOOK_KAFKA_BROKERS", ""))
+	c.Kafka.Prefix = env("LOGBOOK_TOPIC_PREFIX", "logbook.")
+	if p := env("LOGBOOK_PARTITIONS", ""); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 1000 {
+			return c, fmt.Errorf("LOGBOOK_PARTITIONS must be 1..1000, got %q", p)
+		}
+		c.Kafka.Partitions = int32(n)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(env("LOGBOOK_LOG_LEVEL", "info"))); err != nil {
+		return c, fmt.Errorf("LOGBOOK_LOG_LEVEL: %w", err)
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c Config) logger(w io.Writer) *slog.Logger { return logging.New(w, c.LogLevel) }
+
+func (c Config) hasRole(r string) bool {
+	for _, x := range c.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+var knownRoles = map[string]bool{"api": true, "decider": true, "projector": true}
+
+func (c Config) validateRoles() error {
+	if len(c.Roles) == 0 {
+		return errors.New("no roles: choose from api, decider, projector")
+	}
+	for _, r := range c.Roles {
+		if !knownRoles[r] {
+			return fmt.Errorf("unknown role %q: choose from api, decider, projector", r)
+		}
+	}
+	return nil
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/logbook-dev/logbook/internal/pgembed"
+)
+
+// runDev runs every role in one process on an embedded Kafka-protocol broker
+// (kfake, persisted under DIR/kafka) and an embedded Postgres (DIR/postgres,
+// or LOGBOOK_DATABASE_URL when set).
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := baseConfig()
+	if err != nil {
+		return err
+	}
+	fs := newFlags("dev", stderr)
+	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "data directory; survives restarts")
+	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Kafka.Partitions == 0 {
+		cfg.Kafka.Partitions = 6 // one process: fewer partitions, same guarantees
+	}
+	cfg.Roles = []string{"api", "decider", "projector"}
+	log := cfg.logger(stderr)
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+
+	broker, err := startBroker(abs)
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+	cfg.Kafka.Brokers = broker.ListenAddrs()
+
+	if cfg.DatabaseURL == "" {
+		pgLog, err := os.OpenFile(filepath.Join(abs, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		defer pgLog.Close()
+		srv, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(abs, "postgres"), Fsync: true, Log: pgLog})
+		if err != nil {
+			return fmt.Errorf("embedded postgres: %w", err)
+		}
+		defer srv.Stop()
+		cfg.DatabaseURL = srv.URL()
+	}
+
+	m := &Main{Config: cfg, Log: log, Stdout: stdout}
+	defer m.Close()
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kafka: %s\n", strings.Join(cfg.Kafka.Brokers, ","))
+	fmt.Fprintf(stdout, "http: %s\n", m.URL())
+	fmt.Fprintf(stdout, "data: %s\n", abs)
+	fmt.Fprintln(stdout, "ready")
+	err = m.Run(ctx)
+	log.Info("stopping")
+	return err
+}
+
+// startBroker starts kfake on the port it used last time (so kcat and Kafka's
+// CLI keep one address), or a free one.
+func startBroker(dir string) (*kfake.Cluster, error) {
+	portFile := filepath.Join(dir, "kafka.port")
+	port := 0
+	if b, err := os.ReadFile(portFile); err == nil {
+		port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	if port == 0 || !portFree(port) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		kfake.DataDir(filepath.Join(dir, "kafka")),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, "127.0.0.1:"+strconv.Itoa(port))
+		}),
+		kfake.GroupMinSessionTimeout(time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("embedded kafka: %w", err)
+	}
+	_ = os.WriteFile(portFile, []byte(strconv.Itoa(port)), 0o600)
+	return c, nil
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}

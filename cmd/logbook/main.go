@@ -1,0 +1,73 @@
+// Command logbook runs the event-sourced backbone: `logbook dev` runs
+// everything in one process; `logbook serve` runs chosen roles against a
+// Kafka cluster and Postgres; replay, audit and keys are operator tools.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `logbook — event-sourced backbone for AI team orchestration
+
+Usage:
+  logbook dev [--data DIR] [--http ADDR]         everything in one process (embedded Kafka and Postgres)
+  logbook serve [--roles api,decider,projector]  chosen roles against LOGBOOK_KAFKA_BROKERS and LOGBOOK_DATABASE_URL
+  logbook replay [--since RFC3339 | --from-beginning] [--workspace ID]
+                                                 events as JSON lines on stdout
+  logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
+  logbook keys create --role ROLE [--id ID]      create an API key (printed once)
+
+Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
+LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
+LOGBOOK_DATA. Flags override the environment.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "dev":
+		err = runDev(ctx, args[1:], stdout, stderr)
+	case "serve":
+		err = runServe(ctx, args[1:], stdout, stderr)
+	case "replay":
+		err = runReplay(ctx, args[1:], stdout, stderr)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		return runAuditVerify(ctx, args[2:], stdout, stderr)
+	case "keys":
+		if len(args) < 2 || args[1] != "create" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		err = runKeysCreate(ctx, args[2:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "logbook: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "logbook: %v\n", err)
+		return 1
+	}
+	return 0
+}

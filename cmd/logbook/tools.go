@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/logbook-dev/logbook/consumers/replay"
+	"github.com/logbook-dev/logbook/internal/auth"
+	"github.com/logbook-dev/logbook/internal/pg"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// toolKafka is the Kafka config of the operator tools: LOGBOOK_KAFKA_BROKERS,
+// else the broker of a `logbook dev` data directory.
+func toolKafka(cfg *Config, dataDir string) error {
+	if len(cfg.Kafka.Brokers) > 0 {
+		return cfg.Kafka.Validate()
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "kafka.port"))
+	if err != nil {
+		return errors.New("no broker: set LOGBOOK_KAFKA_BROKERS (or run `logbook dev` with --data " + dataDir + ")")
+	}
+	cfg.Kafka.Brokers = []string{"127.0.0.1:" + strings.TrimSpace(string(b))}
+	return cfg.Kafka.Validate()
+}
+
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := baseConfig()
+	if err != nil {
+		return err
+	}
+	fs := newFlags("replay", stderr)
+	since := fs.String("since", "", "start at the first event at or after this RFC3339 time")
+	fromBeginning := fs.Bool("from-beginning", false, "start at the first event (the default)")
+	ws := fs.String("workspace", "", "only this workspace")
+	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *since != "" && *fromBeginning {
+		return errors.New("choose --since or --from-beginning, not both")
+	}
+	var opts replay.Options
+	opts.WorkspaceID = *ws
+	if *since != "" {
+		if opts.Since, err = time.Parse(time.RFC3339, *since); err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+	}
+	if err := toolKafka(&cfg, *dir); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	return replay.Read(ctx, cfg.Kafka, opts, func(e schemas.EventEnvelope) error { return enc.Encode(e) })
+}
+
+func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := baseConfig()
+	if err == nil {
+		fs := newFlags("audit verify", stderr)
+		ws := fs.String("workspace", "", "only this workspace")
+		dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+		if err = fs.Parse(args); err == nil {
+			if err = toolKafka(&cfg, *dir); err == nil {
+				var rep replay.Report
+				rep, err = replay.Verify(ctx, cfg.Kafka, *ws)
+				if err == nil {
+					for _, b := range rep.Breaks {
+						fmt.Fprintf(stdout, "BROKEN %s\n", b)
+					}
+					fmt.Fprintf(stdout, "verified %d events in %d workspaces: %d broken chains\n", rep.Events, rep.Workspaces, len(rep.Breaks))
+					if len(rep.Breaks) > 0 {
+						return 1
+					}
+					return 0
+				}
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "logbook: audit verify: %v\n", err)
+	return 2
+}
+
+func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := baseConfig()
+	if err != nil {
+		return err
+	}
+	fs := newFlags("keys create", stderr)
+	role := fs.String("role", "", "admin, writer, reader or auditor")
+	id := fs.String("id", "", "key id (default: generated)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("no database: set LOGBOOK_DATABASE_URL")
+	}
+	if *id == "" {
+		*id = *role + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	pool, err := pg.Connect(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	keys, err := auth.Open(ctx, pool, cfg.logger(stderr))
+	if err != nil {
+		return err
+	}
+	key, err := keys.Create(ctx, *id, *role)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "id: %s\nrole: %s\nkey (shown once): %s\n", *id, *role, key.Reveal())
+	return nil
+}

@@ -1,0 +1,407 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/httpapi"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// Page sizes of the list endpoints.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// Queries serves the read models.
+type Queries struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+// NewQueries builds the query side.
+func NewQueries(pool *pgxpool.Pool, log *slog.Logger) *Queries {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Queries{pool: pool, log: log}
+}
+
+// Routes mounts the query routes on r (already authenticated).
+func (q *Queries) Routes(r chi.Router) {
+	r.Get("/v1/workspaces/{ws}", q.getWorkspace)
+	r.Get("/v1/workspaces/{ws}/tasks", q.listTasks)
+	r.Get("/v1/workspaces/{ws}/tasks/{task}", q.getTask)
+	r.Get("/v1/workspaces/{ws}/events", q.listEvents)
+	r.Get("/v1/commands/{id}", q.getCommand)
+}
+
+// fail answers an error; an unreachable database is a 503, not a 500.
+func (q *Queries) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) && !errors.Is(err, pgx.ErrNoRows) && isUnavailable(err) {
+		httpapi.WriteError(w, r, q.log, httpapi.Unavailable("queries_degraded", "the read models are unreachable; commands are still accepted", 5))
+		return
+	}
+	httpapi.WriteError(w, r, q.log, err)
+}
+
+func isUnavailable(err error) bool {
+	var p *httpapi.Problem
+	var d *domain.Error
+	return !errors.As(err, &p) && !errors.As(err, &d)
+}
+
+func notFound(what string) error { return domain.NotFound("%s not found", what) }
+
+func uuidParam(r *http.Request, name string) (string, error) {
+	v := chi.URLParam(r, name)
+	if _, err := uuid.Parse(v); err != nil || len(v) != 36 {
+		return "", notFound(name)
+	}
+	return strings.ToLower(v), nil
+}
+
+func queryCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 10*time.Second)
+}
+
+// WorkspaceView is the body of GET /v1/workspaces/{ws}.
+type WorkspaceView struct {
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	Status    string          `json:"status"`
+	Version   int64           `json:"version"`
+	LastSeq   int64           `json:"last_seq"`
+	AIPolicy  domain.AIPolicy `json:"ai_policy"`
+	Members   []domain.Member `json:"members"`
+	Agents    []AgentView     `json:"agents"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// AgentView is an agent as listed in a workspace.
+type AgentView struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	Role         string    `json:"role"`
+	Model        string    `json:"model"`
+	Instructions *string   `json:"instructions"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+func (q *Queries) getWorkspace(w http.ResponseWriter, r *http.Request) {
+	ws, err := uuidParam(r, "ws")
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	ctx, cancel := queryCtx(r)
+	defer cancel()
+	var v WorkspaceView
+	err = q.pool.QueryRow(ctx, `SELECT id, name, status, version, last_seq, ai_daily_budget, ai_fallback_mode, created_at, updated_at
+		FROM workspaces WHERE id = $1`, ws).Scan(&v.ID, &v.Name, &v.Status, &v.Version, &v.LastSeq,
+		&v.AIPolicy.DailyTokenBudget, &v.AIPolicy.FallbackMode, &v.CreatedAt, &v.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = notFound("workspace")
+	}
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	v.Members, err = collect(ctx, q.pool, `SELECT principal_id, role FROM members WHERE workspace_id = $1 ORDER BY principal_id`,
+		[]any{ws}, func(row pgx.Rows) (domain.Member, error) {
+			var m domain.Member
+			return m, row.Scan(&m.PrincipalID, &m.Role)
+		})
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	v.Agents, err = collect(ctx, q.pool, `SELECT id, name, role, model, instructions, created_at FROM agents
+		WHERE workspace_id = $1 ORDER BY created_at, id`, []any{ws}, func(row pgx.Rows) (AgentView, error) {
+		var a AgentView
+		return a, row.Scan(&a.ID, &a.Name, &a.Role, &a.Model, &a.Instructions, &a.CreatedAt)
+	})
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, v)
+}
+
+func collect[T any](ctx context.Context, pool *pgxpool.Pool, sql string, args []any, scan func(pgx.Rows) (T, error)) ([]T, error) {
+	rows, err := pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// TaskView is a task as the API shows it.
+type TaskView struct {
+	ID            string            `json:"id"`
+	WorkspaceID   string            `json:"workspace_id"`
+	Title         string            `json:"title"`
+	Input         string            `json:"input"`
+	Priority      int               `json:"priority"`
+	Assignee      string            `json:"assignee,omitempty"`
+	Status        string            `json:"status"`
+	Attempt       int               `json:"attempt"`
+	Output        string            `json:"output,omitempty"`
+	FailureReason string            `json:"failure_reason,omitempty"`
+	Usage         domain.TokenUsage `json:"usage"`
+	Version       int64             `json:"version"`
+	CreatedAt     time.Time         `json:"created_at"`
+	UpdatedAt     time.Time         `json:"updated_at"`
+}
+
+func taskView(t *domain.Task) TaskView {
+	return TaskView{ID: t.ID, WorkspaceID: t.WorkspaceID, Title: t.Title, Input: t.Input, Priority: t.Priority,
+		Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output, FailureReason: t.FailureReason,
+		Usage: t.Usage, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+}
+
+// workspaceExists answers 404 for tasks and events of a workspace that does
+// not exist, rather than an empty list.
+func (q *Queries) workspaceExists(ctx context.Context, ws string) error {
+	var one int
+	err := q.pool.QueryRow(ctx, `SELECT 1 FROM workspaces WHERE id = $1`, ws).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("workspace")
+	}
+	return err
+}
+
+func (q *Queries) getTask(w http.ResponseWriter, r *http.Request) {
+	ws, err := uuidParam(r, "ws")
+	if err == nil {
+		var task string
+		if task, err = uuidParam(r, "task"); err == nil {
+			ctx, cancel := queryCtx(r)
+			defer cancel()
+			var t *domain.Task
+			t, err = scanTask(q.pool.QueryRow(ctx, `SELECT `+taskColumns+` FROM tasks WHERE workspace_id = $1 AND id = $2`, ws, task))
+			if errors.Is(err, pgx.ErrNoRows) {
+				err = notFound("task")
+			}
+			if err == nil {
+				w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(t.Version, 10)))
+				httpapi.WriteJSON(w, http.StatusOK, taskView(t))
+				return
+			}
+		}
+	}
+	q.fail(w, r, err)
+}
+
+// pageSize reads ?limit=, 1..MaxPageSize.
+func pageSize(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return DefaultPageSize, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxPageSize {
+		return 0, domain.Invalid("limit", "must be an integer from 1 to %d", MaxPageSize)
+	}
+	return n, nil
+}
+
+var taskStatuses = map[string]bool{
+	domain.TaskStatusPending: true, domain.TaskStatusAssigned: true, domain.TaskStatusInProgress: true,
+	domain.TaskStatusCompleted: true, domain.TaskStatusFailed: true, domain.TaskStatusCancelled: true,
+}
+
+// listTasks pages by task id (UUIDv7: creation order); the cursor is the
+// last id of the previous page.
+func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
+	ws, err := uuidParam(r, "ws")
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	limit, err := pageSize(r)
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	status := r.URL.Query().Get("status")
+	if status != "" && !taskStatuses[status] {
+		q.fail(w, r, domain.Invalid("status", "unknown task status %q", status))
+		return
+	}
+	cursor := r.URL.Query().Get("cursor")
+	if cursor != "" {
+		if _, err := uuid.Parse(cursor); err != nil {
+			q.fail(w, r, domain.Invalid("cursor", "malformed cursor"))
+			return
+		}
+	}
+	ctx, cancel := queryCtx(r)
+	defer cancel()
+	if err := q.workspaceExists(ctx, ws); err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	tasks, err := collect(ctx, q.pool, `SELECT `+taskColumns+` FROM tasks
+		WHERE workspace_id = $1 AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4`,
+		[]any{ws, status, cursor, limit + 1}, func(row pgx.Rows) (TaskView, error) {
+			t, err := scanTask(row)
+			if err != nil {
+				return TaskView{}, err
+			}
+			return taskView(t), nil
+		})
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	body := map[string]any{}
+	if len(tasks) > limit {
+		tasks = tasks[:limit]
+		body["next_cursor"] = tasks[limit-1].ID
+	}
+	body["tasks"] = tasks
+	httpapi.WriteJSON(w, http.StatusOK, body)
+}
+
+// EventView is an event of the trail, as stored and hashed.
+type EventView struct {
+	schemas.EventEnvelope
+	LogPartition int32 `json:"log_partition"`
+	LogOffset    int64 `json:"log_offset"`
+}
+
+func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
+	ws, err := uuidParam(r, "ws")
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	limit, err := pageSize(r)
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	after := int64(0)
+	if s := r.URL.Query().Get("after_seq"); s != "" {
+		if after, err = strconv.ParseInt(s, 10, 64); err != nil || after < 0 {
+			q.fail(w, r, domain.Invalid("after_seq", "must be a non-negative integer"))
+			return
+		}
+	}
+	ctx, cancel := queryCtx(r)
+	defer cancel()
+	if err := q.workspaceExists(ctx, ws); err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	events, err := collect(ctx, q.pool, `SELECT workspace_id, seq, id, type, version, aggregate_type, aggregate_id,
+		aggregate_version, command_id, coalesce(correlation_id, ''), actor_id, actor_role, occurred_at, payload::text,
+		prev_hash, hash, log_partition, log_offset
+		FROM events WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, []any{ws, after, limit},
+		func(row pgx.Rows) (EventView, error) {
+			var v EventView
+			var payload string
+			e := &v.EventEnvelope
+			err := row.Scan(&e.WorkspaceID, &e.Seq, &e.ID, &e.Type, &e.Version, &e.Aggregate.Type, &e.Aggregate.ID,
+				&e.Aggregate.Version, &e.CommandID, &e.CorrelationID, &e.Actor.ID, &e.Actor.Role, &e.OccurredAt,
+				&payload, &e.PrevHash, &e.Hash, &v.LogPartition, &v.LogOffset)
+			e.Payload = json.RawMessage(payload)
+			e.OccurredAt = e.OccurredAt.UTC()
+			return v, err
+		})
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	body := map[string]any{"events": events}
+	if len(events) == limit {
+		body["next_after_seq"] = events[len(events)-1].Seq
+	}
+	httpapi.WriteJSON(w, http.StatusOK, body)
+}
+
+// CommandView is the body of GET /v1/commands/{id}.
+type CommandView struct {
+	CommandID   string             `json:"command_id"`
+	Status      string             `json:"status"` // pending | accepted | rejected
+	Type        string             `json:"type,omitempty"`
+	WorkspaceID string             `json:"workspace_id,omitempty"`
+	Code        string             `json:"code,omitempty"`
+	Reason      string             `json:"reason,omitempty"`
+	Field       string             `json:"field,omitempty"`
+	AggregateID string             `json:"aggregate_id,omitempty"`
+	Events      []schemas.EventRef `json:"events,omitempty"`
+	DecidedAt   *time.Time         `json:"decided_at,omitempty"`
+}
+
+// Outcome returns the recorded outcome of a command, or nil while pending.
+func (q *Queries) Outcome(ctx context.Context, id string) (*schemas.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var res schemas.Result
+	var code, reason, field, agg *string
+	var events []byte
+	err := q.pool.QueryRow(ctx, `SELECT id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at
+		FROM commands WHERE id = $1`, id).Scan(&res.CommandID, &res.WorkspaceID, &res.CommandType, &res.Status,
+		&code, &reason, &field, &agg, &events, &res.DecidedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Code, res.Reason, res.Field, res.AggregateID = domain.Code(deref(code)), deref(reason), deref(field), deref(agg)
+	if len(events) > 0 {
+		_ = json.Unmarshal(events, &res.Events)
+	}
+	return &res, nil
+}
+
+func (q *Queries) getCommand(w http.ResponseWriter, r *http.Request) {
+	id, err := uuidParam(r, "id")
+	if err != nil {
+		q.fail(w, r, notFound("command"))
+		return
+	}
+	res, err := q.Outcome(r.Context(), id)
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	if res == nil {
+		// Accepted by the API but not decided yet (or never sent): the
+		// log is the only place that knows, and it answers by deciding.
+		httpapi.WriteJSON(w, http.StatusOK, CommandView{CommandID: id, Status: "pending"})
+		return
+	}
+	at := res.DecidedAt.UTC()
+	httpapi.WriteJSON(w, http.StatusOK, CommandView{CommandID: res.CommandID, Status: res.Status, Type: res.CommandType,
+		WorkspaceID: res.WorkspaceID, Code: string(res.Code), Reason: res.Reason, Field: res.Field,
+		AggregateID: res.AggregateID, Events: res.Events, DecidedAt: &at})
+}
