@@ -1,0 +1,210 @@
+package decider_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/consumers/decider"
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/kafkatest"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+type harness struct {
+	t   *testing.T
+	cfg kafka.Config
+	cl  *kgo.Client
+}
+
+func newHarness(t *testing.T) *harness {
+	cfg := kafkatest.Config(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(cfg.Opts(), kgo.RequiredAcks(kgo.AllISRAcks()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &harness{t: t, cfg: cfg, cl: cl}
+}
+
+func (h *harness) startDecider() (stop func()) {
+	d, err := decider.New(decider.Config{Kafka: h.cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SessionTimeout: 6 * time.Second})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	return func() { cancel(); d.Close(); <-done }
+}
+
+func (h *harness) send(id, typ, ws string, payload any) {
+	h.t.Helper()
+	env, err := schemas.EncodeCommand(domain.Command{ID: id, Type: typ, WorkspaceID: ws,
+		Actor: domain.Actor{ID: "tester", Role: "admin"}, IssuedAt: time.Now(), Payload: payload}, "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	val, _ := json.Marshal(env)
+	if err := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: h.cfg.Topics().Commands, Key: []byte(ws), Value: val}).FirstErr(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// read consumes a whole topic (read_committed) until done says enough.
+func read[T any](h *harness, topic string, done func([]T) bool) []T {
+	h.t.Helper()
+	cl, err := kgo.NewClient(append(h.cfg.Opts(), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out []T
+	for !done(out) {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			h.t.Fatalf("timed out reading %s: have %d records", topic, len(out))
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			var v T
+			if err := json.Unmarshal(r.Value, &v); err != nil {
+				h.t.Fatalf("decode %s: %v", topic, err)
+			}
+			out = append(out, v)
+		})
+	}
+	return out
+}
+
+func atLeast[T any](n int) func([]T) bool { return func(v []T) bool { return len(v) >= n } }
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func TestDeciderWritesChainedEventsAndRestoresState(t *testing.T) {
+	h := newHarness(t)
+	stop := h.startDecider()
+
+	wsA, wsB := newID(), newID()
+	h.send(newID(), domain.CmdWorkspaceCreate, wsA, &domain.WorkspaceCreateCmd{Name: "a"})
+	h.send(newID(), domain.CmdWorkspaceCreate, wsB, &domain.WorkspaceCreateCmd{Name: "b"})
+	createTask := newID()
+	task := newID()
+	h.send(createTask, domain.CmdTaskCreate, wsA, &domain.TaskCreateCmd{TaskID: task, Title: "t", Priority: 1})
+	h.send(createTask, domain.CmdTaskCreate, wsA, &domain.TaskCreateCmd{TaskID: task, Title: "t", Priority: 1}) // redelivery
+	h.send(newID(), domain.CmdTaskComplete, wsA, &domain.TaskCompleteCmd{TaskID: task})                        // illegal: pending
+	h.send(newID(), domain.CmdTaskCreate, newID(), &domain.TaskCreateCmd{TaskID: newID(), Title: "x"})          // unknown workspace
+
+	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](6))
+	byID := map[string][]schemas.Result{}
+	for _, r := range results {
+		byID[r.CommandID] = append(byID[r.CommandID], r)
+	}
+	if got := byID[createTask]; len(got) != 2 || got[0].Status != schemas.ResultAccepted || got[1].Status != schemas.ResultAccepted ||
+		got[0].AggregateID != task || got[1].AggregateID != task {
+		t.Fatalf("redelivered create: want the first outcome twice, got %+v", got)
+	}
+	var conflicts, notFound int
+	for _, r := range results {
+		switch r.Code {
+		case domain.CodeConflict:
+			conflicts++
+		case domain.CodeNotFound:
+			notFound++
+		}
+	}
+	if conflicts != 1 || notFound != 1 {
+		t.Fatalf("want 1 conflict and 1 not_found, got %d and %d: %+v", conflicts, notFound, results)
+	}
+
+	events := read(h, h.cfg.Topics().Events, atLeast[schemas.EventEnvelope](3))
+	time.Sleep(300 * time.Millisecond) // nothing more must come
+	events = read(h, h.cfg.Topics().Events, atLeast[schemas.EventEnvelope](len(events)))
+	if len(events) != 3 {
+		t.Fatalf("want 3 events (2 workspaces, 1 task), got %d", len(events))
+	}
+	chains := map[string]schemas.Chain{}
+	for _, e := range events {
+		next, err := schemas.Verify(chains[e.WorkspaceID], e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chains[e.WorkspaceID] = next
+		if err := schemas.ValidateEventPayload(e.Type, e.Version, e.Payload); err != nil {
+			t.Fatalf("%s: %v", e.Type, err)
+		}
+	}
+
+	// A new decider restores state from the decider-state topic: the chain
+	// continues, the task exists, and the old command is still a duplicate.
+	stop()
+	stop = h.startDecider()
+	defer stop()
+	assign := newID()
+	h.send(createTask, domain.CmdTaskCreate, wsA, &domain.TaskCreateCmd{TaskID: task, Title: "t", Priority: 1})
+	h.send(newID(), domain.CmdWorkspaceRegisterAgent, wsA, &domain.WorkspaceRegisterAgentCmd{AgentID: "agent-1", Name: "ada", Role: "dev", Model: "m"})
+	h.send(assign, domain.CmdTaskAssign, wsA, &domain.TaskAssignCmd{TaskID: task, Assignee: "agent-1"})
+
+	results = read(h, h.cfg.Topics().Results, atLeast[schemas.Result](9))
+	var last schemas.Result
+	for _, r := range results {
+		if r.CommandID == assign {
+			last = r
+		}
+	}
+	if last.Status != schemas.ResultAccepted {
+		t.Fatalf("assign after restore: %+v", last)
+	}
+	events = read(h, h.cfg.Topics().Events, atLeast[schemas.EventEnvelope](5))
+	chains = map[string]schemas.Chain{}
+	for _, e := range events {
+		next, err := schemas.Verify(chains[e.WorkspaceID], e)
+		if err != nil {
+			t.Fatalf("after restore: %v", err)
+		}
+		chains[e.WorkspaceID] = next
+	}
+	if len(events) != 5 || chains[wsA].Seq != 4 {
+		t.Fatalf("want 5 events and workspace A at seq 4, got %d events, seq %d", len(events), chains[wsA].Seq)
+	}
+}
+
+func TestDeciderRejectsUndecodablePayloadWithField(t *testing.T) {
+	h := newHarness(t)
+	stop := h.startDecider()
+	defer stop()
+	ws := newID()
+	h.send(newID(), domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "a"})
+	bad := newID()
+	env := schemas.CommandEnvelope{ID: bad, Type: domain.CmdTaskCreate, WorkspaceID: ws, IssuedAt: time.Now(),
+		Payload: json.RawMessage(`{"task_id":"x","title":"t","bogus":1}`)}
+	val, _ := json.Marshal(env)
+	if err := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: h.cfg.Topics().Commands, Key: []byte(ws), Value: val}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](2))
+	for _, r := range results {
+		if r.CommandID == bad {
+			if r.Status != schemas.ResultRejected || r.Code != domain.CodeInvalid {
+				t.Fatalf("want invalid rejection, got %+v", r)
+			}
+			return
+		}
+	}
+	t.Fatal(fmt.Sprint("no result for ", bad))
+}
