@@ -1,0 +1,119 @@
+package domain
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxIDLen bounds client-chosen ids: workspace, task, agent and principal.
+const MaxIDLen = 200
+
+// Lengths count characters (Unicode code points), as JSON Schema maxLength
+// does, so the event schemas state exactly the limits enforced here.
+
+func checkLen(field, v string, max int) error {
+	// encoding/json would silently replace invalid bytes.
+	if !utf8.ValidString(v) {
+		return Invalid(field, "must be valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(v); n > max {
+		return Invalid(field, "must be at most %d characters, got %d", max, n)
+	}
+	return nil
+}
+
+func checkID(field, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return Invalid(field, "is required")
+	}
+	return checkLen(field, v, MaxIDLen)
+}
+
+// checkWorkspaceID checks the workspace id a command names. Only
+// workspace.create needs it: a workspace with a bad id never exists, so
+// Decide answers any other command naming one with NotFound.
+func checkWorkspaceID(cmd Command) error {
+	return checkID("workspace_id", cmd.WorkspaceID)
+}
+
+func checkTaskID(p TaskTarget) error {
+	return checkID("task_id", p.TargetTask())
+}
+
+// required returns v trimmed, checking it is non-blank and at most max
+// characters.
+func required(field, v string, max int) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", Invalid(field, "is required")
+	}
+	return v, checkLen(field, v, max)
+}
+
+// optional returns v trimmed, checking it is at most max characters.
+func optional(field, v string, max int) (string, error) {
+	v = strings.TrimSpace(v)
+	return v, checkLen(field, v, max)
+}
+
+var memberRoles = []string{RoleAdmin, RoleWriter, RoleReader, RoleAuditor}
+
+func checkRole(role string) error {
+	if !slices.Contains(memberRoles, role) {
+		return Invalid("role", "must be one of %s", strings.Join(memberRoles, ", "))
+	}
+	return nil
+}
+
+// checkAssignee accepts an agent id or a member principal id of ws, and "":
+// payloads that need an assignee require one in their validate.
+func checkAssignee(ws *Workspace, assignee string) error {
+	if assignee == "" {
+		return nil
+	}
+	if _, ok := ws.Agents[assignee]; ok {
+		return nil
+	}
+	if _, ok := ws.Members[assignee]; ok {
+		return nil
+	}
+	return Invalid("assignee", "%q is neither an agent nor a member of the workspace", assignee)
+}
+
+// checkUsage refuses negative token counts.
+func checkUsage(u TokenUsage) error {
+	if u.PromptTokens < 0 || u.CompletionTokens < 0 {
+		return Invalid("usage", "token counts must not be negative")
+	}
+	return nil
+}
+
+// addUsage returns total+u, refusing overflow; u has passed checkUsage.
+func addUsage(total, u TokenUsage) (TokenUsage, error) {
+	if u.PromptTokens > math.MaxInt64-total.PromptTokens || u.CompletionTokens > math.MaxInt64-total.CompletionTokens {
+		return total, Invalid("usage", "token counts overflow")
+	}
+	return TokenUsage{
+		PromptTokens:     total.PromptTokens + u.PromptTokens,
+		CompletionTokens: total.CompletionTokens + u.CompletionTokens,
+	}, nil
+}
+
+// transition checks that t may move to status to from its current status.
+func transition(t *Task, to string, from ...string) error {
+	if slices.Contains(from, t.Status) {
+		return nil
+	}
+	return Conflict("task %q cannot go from %s to %s", t.ID, t.Status, to)
+}
+
+// checkAttempt refuses results of an attempt that is no longer current, such
+// as a redelivered AI answer after a retry.
+func checkAttempt(t *Task, attempt int) error {
+	if attempt != t.Attempt {
+		return Conflict("stale attempt %d: task %q is on attempt %d", attempt, t.ID, t.Attempt)
+	}
+	return nil
+}

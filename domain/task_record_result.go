@@ -1,0 +1,30 @@
+package domain
+
+// taskRecordResult records an attempt's answer and completes the task.
+func taskRecordResult(_ *Workspace, t *Task, p TaskRecordResultCmd, e *emitter) error {
+	if err := transition(t, TaskStatusCompleted, TaskStatusInProgress); err != nil {
+		return err
+	}
+	if err := checkAttempt(t, p.Attempt); err != nil {
+		return err
+	}
+	p, err := p.validate()
+	if err != nil {
+		return err
+	}
+	if _, err := addUsage(t.Usage, p.Usage); err != nil {
+		return err
+	}
+	e.emit(EvTaskResultRecorded, TaskResultRecorded{TaskID: t.ID, Attempt: p.Attempt, Output: p.Output, Usage: p.Usage})
+	// The output is in the event above; repeating it would store it twice.
+	e.emit(EvTaskCompleted, TaskCompleted{TaskID: t.ID})
+	return nil
+}
+
+// validate leaves the attempt and the usage total to Decide.
+func (p TaskRecordResultCmd) validate() (TaskRecordResultCmd, error) {
+	if err := checkLen("output", p.Output, MaxTextLen); err != nil {
+		return p, err
+	}
+	return p, checkUsage(p.Usage)
+}
