@@ -200,7 +200,9 @@ func (m *Main) Close() {
 func (m *Main) router(api *producers.API, queries *projections.Queries) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.recoverer)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { httpapi.WriteJSON(w, 200, map[string]string{"status": "ok"}) })
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		httpapi.WriteJSON(w, 200, map[string]string{"status": "ok"})
+	})
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if l := m.health.level(); l == levelEmergency {
 			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable("emergency", "neither the log nor Postgres is reachable", 5))

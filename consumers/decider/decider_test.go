@@ -107,7 +107,7 @@ func TestDeciderWritesChainedEventsAndRestoresState(t *testing.T) {
 	task := newID()
 	h.send(createTask, domain.CmdTaskCreate, wsA, &domain.TaskCreateCmd{TaskID: task, Title: "t", Priority: 1})
 	h.send(createTask, domain.CmdTaskCreate, wsA, &domain.TaskCreateCmd{TaskID: task, Title: "t", Priority: 1}) // redelivery
-	h.send(newID(), domain.CmdTaskComplete, wsA, &domain.TaskCompleteCmd{TaskID: task})                        // illegal: pending
+	h.send(newID(), domain.CmdTaskComplete, wsA, &domain.TaskCompleteCmd{TaskID: task})                         // illegal: pending
 	h.send(newID(), domain.CmdTaskCreate, newID(), &domain.TaskCreateCmd{TaskID: newID(), Title: "x"})          // unknown workspace
 
 	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](6))

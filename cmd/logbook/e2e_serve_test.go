@@ -1,0 +1,126 @@
+package main_test
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/logbook-dev/logbook/internal/kafkatest"
+	"github.com/logbook-dev/logbook/internal/pgtest"
+)
+
+// TestServeProcessesShareWorkAndSurviveAKill runs one API process and two
+// processes sharing the decider and projector roles, kills one of the two
+// mid-run, and checks that every command has exactly one outcome and every
+// event is in the log and the read models exactly once.
+func TestServeProcessesShareWorkAndSurviveAKill(t *testing.T) {
+	cfg := kafkatest.Config(t, 6)
+	env := []string{
+		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(cfg.Brokers, ","),
+		"LOGBOOK_TOPIC_PREFIX=" + cfg.Prefix,
+		"LOGBOOK_PARTITIONS=6",
+		"LOGBOOK_DATABASE_URL=" + pgtest.URL(t),
+		"LOGBOOK_ADMIN_KEY=lbk_test-admin-key-0123456789",
+		"LOGBOOK_LOG_LEVEL=warn",
+	}
+	api := start(t, env, "serve", "--roles", "api", "--http", "127.0.0.1:0")
+	w1 := start(t, env, "serve", "--roles", "decider,projector")
+	w2 := start(t, env, "serve", "--roles", "decider,projector")
+	c := newClient(t, api.URL, "lbk_test-admin-key-0123456789")
+
+	const nWS = 12
+	spaces := make([]string, nWS)
+	parallel(nWS, 6, func(i int) {
+		r := c.do("POST", "/v1/workspaces", map[string]any{"name": fmt.Sprintf("ws-%d", i)}, wait, "wait=30")
+		if r.Status != 201 {
+			t.Errorf("create workspace: %d %s", r.Status, r.Raw)
+			return
+		}
+		spaces[i] = r.str("workspace_id")
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Continuous load from a bounded client while one worker is killed.
+	var (
+		mu   sync.Mutex
+		cmds []string
+		sent atomic.Int64
+	)
+	const total = 600
+	killed := make(chan struct{})
+	go func() {
+		for sent.Load() < total/3 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		w1.kill() // SIGKILL: no goodbye to the group, transaction left open
+		close(killed)
+	}()
+	parallel(total, 12, func(i int) {
+		r := c.do("POST", "/v1/workspaces/"+spaces[i%nWS]+"/tasks", map[string]any{"title": fmt.Sprintf("t%d", i)})
+		sent.Add(1)
+		if r.Status != 202 {
+			t.Errorf("create task: %d %s", r.Status, r.Raw)
+			return
+		}
+		mu.Lock()
+		cmds = append(cmds, r.str("command_id"))
+		mu.Unlock()
+	})
+	<-killed
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	var notAccepted atomic.Int64
+	parallel(len(cmds), 12, func(i int) {
+		if r := outcomeNoFatal(c, cmds[i]); r.str("status") != "accepted" {
+			notAccepted.Add(1)
+			t.Errorf("command %s: %s", cmds[i], r.Raw)
+		}
+	})
+	// Every workspace's trail: gapless, each task created exactly once.
+	created := 0
+	for _, ws := range spaces {
+		eventually(t, 90*time.Second, "trail of "+ws, func() bool {
+			r := c.must(200, "GET", "/v1/workspaces/"+ws+"/events?limit=500", nil)
+			evs := r.Body["events"].([]any)
+			seen := map[string]bool{}
+			for i, e := range evs {
+				m := e.(map[string]any)
+				if int(m["seq"].(float64)) != i+1 {
+					t.Fatalf("workspace %s: seq %v at position %d", ws, m["seq"], i)
+				}
+				if m["type"] == "task.created" {
+					id := m["aggregate"].(map[string]any)["id"].(string)
+					if seen[id] {
+						t.Fatalf("task %s created twice", id)
+					}
+					seen[id] = true
+				}
+			}
+			if len(seen) == total/nWS {
+				created += len(seen)
+				return true
+			}
+			return false
+		})
+	}
+	fmt.Printf("serve kill test: sent=%d acknowledged=%d accepted=%d lost=%d duplicated=0\n",
+		total, len(cmds), len(cmds)-int(notAccepted.Load()), total-created)
+	if created != total {
+		t.Fatalf("created %d tasks, want %d", created, total)
+	}
+	verify := exec.Command(binary, "audit", "verify")
+	verify.Env = append(verify.Environ(), env...)
+	if out, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(out), "0 broken chains") {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+	w2.stop()
+	api.stop()
+}

@@ -1,0 +1,263 @@
+package producers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/auth"
+	"github.com/logbook-dev/logbook/internal/httpapi"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// CommandLog appends commands; *Appender satisfies it.
+type CommandLog interface {
+	Append(ctx context.Context, env schemas.CommandEnvelope) error
+}
+
+// OutcomeWatcher tells a waiting request about its outcome; *Outcomes
+// satisfies it.
+type OutcomeWatcher interface {
+	Watch(commandID string) (<-chan schemas.Result, func())
+}
+
+// OutcomeLookup finds a command's recorded outcome (nil when none yet); the
+// read models satisfy it.
+type OutcomeLookup interface {
+	Outcome(ctx context.Context, commandID string) (*schemas.Result, error)
+}
+
+// Config configures the command API.
+type Config struct {
+	Log     CommandLog
+	Watcher OutcomeWatcher
+	Lookup  OutcomeLookup
+	Logger  *slog.Logger
+	// MaxWait caps Prefer: wait, default 30s.
+	MaxWait time.Duration
+	// AppendTimeout bounds one append to the log, default 10s.
+	AppendTimeout time.Duration
+	Now           func() time.Time
+}
+
+// API serves the command routes.
+type API struct{ cfg Config }
+
+// New builds the command API.
+func New(cfg Config) *API {
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 30 * time.Second
+	}
+	if cfg.AppendTimeout <= 0 {
+		cfg.AppendTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &API{cfg: cfg}
+}
+
+// Routes mounts the command routes on r (already authenticated).
+func (a *API) Routes(r chi.Router) {
+	r.Post("/v1/workspaces", a.createWorkspace)
+	r.Post("/v1/workspaces/{ws}/rename", a.renameWorkspace)
+	r.Post("/v1/workspaces/{ws}/archive", a.archiveWorkspace)
+	r.Post("/v1/workspaces/{ws}/members", a.addMember)
+	r.Delete("/v1/workspaces/{ws}/members/{principal}", a.removeMember)
+	r.Post("/v1/workspaces/{ws}/agents", a.registerAgent)
+	r.Put("/v1/workspaces/{ws}/ai-policy", a.setAIPolicy)
+	r.Post("/v1/workspaces/{ws}/tasks", a.createTask)
+	r.Post("/v1/workspaces/{ws}/tasks/{task}/assign", a.assignTask)
+	r.Post("/v1/workspaces/{ws}/tasks/{task}/start", a.startTask)
+	r.Post("/v1/workspaces/{ws}/tasks/{task}/result", a.recordResult)
+	r.Post("/v1/workspaces/{ws}/tasks/{task}/fail", a.failAttempt)
+	r.Post("/v1/workspaces/{ws}/tasks/{task}/retry", a.retryTask)
+	r.Post("/v1/workspaces/{ws}/tasks/{task}/complete", a.completeTask)
+	r.Post("/v1/workspaces/{ws}/tasks/{task}/cancel", a.cancelTask)
+}
+
+// submission is one command on its way to the log.
+type submission struct {
+	typ         string
+	workspaceID string
+	payload     any
+	created     bool              // a create: 201 on acceptance
+	ids         map[string]string // ids to echo back (task_id, agent_id…)
+}
+
+// commandID is the idempotency key namespaced by principal and route, or a
+// fresh UUIDv7.
+func commandID(r *http.Request, p auth.Principal) (id string, keyed bool, err error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		u, err := uuid.NewV7()
+		return u.String(), false, err
+	}
+	if len(key) > 255 {
+		return "", false, httpapi.NewProblem(http.StatusBadRequest, "invalid", "Idempotency-Key", "at most 255 characters")
+	}
+	return uuid.NewSHA1(idempotencyNS, []byte(p.ID+"\x00"+r.Method+" "+r.URL.Path+"\x00"+key)).String(), true, nil
+}
+
+var idempotencyNS = uuid.MustParse("6f1c4c52-8f43-4a3c-9c58-6a8d1f0f7a11")
+
+// newID returns the id of an entity a command creates. With an idempotency
+// key it derives from the command id, so a retried request names the same
+// entity (and lands on the same partition).
+func newID(commandID string, keyed bool, kind string) string {
+	if keyed {
+		return uuid.NewSHA1(idempotencyNS, []byte(commandID+"/"+kind)).String()
+	}
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// submit appends the command and answers: 202 with ids, or the outcome when
+// the client sent Prefer: wait=N and it came in time.
+func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed bool, s submission) {
+	p, _ := auth.FromContext(r.Context())
+	wait, err := a.preferWait(r)
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	if keyed && a.cfg.Lookup != nil {
+		// A retry of a decided command gets its first outcome, without
+		// touching the log.
+		if res, err := a.cfg.Lookup.Outcome(r.Context(), cmdID); err == nil && res != nil {
+			a.writeOutcome(w, r, s, *res)
+			return
+		}
+	}
+	if err := domain.Validate(domain.Command{Type: s.typ, WorkspaceID: s.workspaceID, Payload: s.payload}); err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	env, err := schemas.EncodeCommand(domain.Command{
+		ID: cmdID, Type: s.typ, WorkspaceID: s.workspaceID,
+		Actor: domain.Actor{ID: p.ID, Role: p.Role}, IssuedAt: a.cfg.Now(), Payload: s.payload,
+	}, r.Header.Get("X-Correlation-ID"))
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	if ev := r.Header.Get("If-Match"); ev != "" {
+		v, err := strconv.ParseInt(strings.Trim(ev, `"`), 10, 64)
+		if err != nil || v < 0 {
+			httpapi.WriteError(w, r, a.cfg.Logger, httpapi.NewProblem(http.StatusBadRequest, "invalid", "If-Match", "expected version must be a non-negative integer"))
+			return
+		}
+		env.ExpectedVersion = &v
+	}
+
+	var outcome <-chan schemas.Result
+	if wait > 0 && a.cfg.Watcher != nil {
+		ch, cancel := a.cfg.Watcher.Watch(cmdID)
+		defer cancel()
+		outcome = ch
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.AppendTimeout)
+	err = a.cfg.Log.Append(ctx, env)
+	cancel()
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client left
+		}
+		a.cfg.Logger.Warn("append failed: answering read-only", "command_type", s.typ, "err", err)
+		httpapi.WriteError(w, r, a.cfg.Logger, httpapi.Unavailable("read_only", "the log cannot be written right now; queries still serve", 5))
+		return
+	}
+	if outcome != nil {
+		if res, ok := a.await(r.Context(), cmdID, outcome, wait); ok {
+			a.writeOutcome(w, r, s, res)
+			return
+		}
+	}
+	body := map[string]any{"command_id": cmdID, "status": "pending", "workspace_id": s.workspaceID}
+	for k, v := range s.ids {
+		body[k] = v
+	}
+	w.Header().Set("Location", "/v1/commands/"+cmdID)
+	httpapi.WriteJSON(w, http.StatusAccepted, body)
+}
+
+// await waits for the outcome from the results stream, checking the
+// recorded outcomes now and then in case the stream started after it.
+func (a *API) await(ctx context.Context, cmdID string, ch <-chan schemas.Result, wait time.Duration) (schemas.Result, bool) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(500 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case res := <-ch:
+			return res, true
+		case <-poll.C:
+			if a.cfg.Lookup == nil {
+				continue
+			}
+			if res, err := a.cfg.Lookup.Outcome(ctx, cmdID); err == nil && res != nil {
+				return *res, true
+			}
+		case <-deadline.C:
+			return schemas.Result{}, false
+		case <-ctx.Done():
+			return schemas.Result{}, false
+		}
+	}
+}
+
+func (a *API) writeOutcome(w http.ResponseWriter, r *http.Request, s submission, res schemas.Result) {
+	if res.Status == schemas.ResultRejected {
+		p := httpapi.NewProblem(httpapi.StatusOf(res.Code), string(res.Code), res.Field, res.Reason)
+		w.Header().Set("X-Command-ID", res.CommandID)
+		httpapi.WriteError(w, r, a.cfg.Logger, p)
+		return
+	}
+	body := map[string]any{"command_id": res.CommandID, "status": res.Status, "workspace_id": res.WorkspaceID, "events": res.Events}
+	for k, v := range s.ids {
+		body[k] = v
+	}
+	status := http.StatusOK
+	if s.created {
+		status = http.StatusCreated
+	}
+	httpapi.WriteJSON(w, status, body)
+}
+
+// preferWait parses Prefer: wait=N (RFC 7240), capped at MaxWait.
+func (a *API) preferWait(r *http.Request) (time.Duration, error) {
+	for _, h := range r.Header.Values("Prefer") {
+		for _, part := range strings.Split(h, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(k), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(v), `"`))
+			if err != nil || n < 0 {
+				return 0, httpapi.NewProblem(http.StatusBadRequest, "invalid", "Prefer", "wait must be a non-negative number of seconds")
+			}
+			return min(time.Duration(n)*time.Second, a.cfg.MaxWait), nil
+		}
+	}
+	return 0, nil
+}
+
+// pathID reads a path parameter that must be a UUID; anything else names no
+// entity that can exist, so it is a 404.
+func pathID(r *http.Request, name string) (string, error) {
+	v := chi.URLParam(r, name)
+	if _, err := uuid.Parse(v); err != nil || len(v) != 36 {
+		return "", httpapi.NewProblem(http.StatusNotFound, string(domain.CodeNotFound), name, name+" not found")
+	}
+	return strings.ToLower(v), nil
+}

@@ -1,0 +1,125 @@
+package producers
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/httpapi"
+)
+
+func chiParam(r *http.Request, name string) string { return chi.URLParam(r, name) }
+
+// taskRequest is the body of POST /tasks: the task id is the server's.
+type taskRequest struct {
+	Title    string `json:"title"`
+	Input    string `json:"input"`
+	Priority int    `json:"priority"`
+	Assignee string `json:"assignee,omitempty"`
+}
+
+func (a *API) createTask(w http.ResponseWriter, r *http.Request) {
+	ws, err := pathID(r, "ws")
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	var body taskRequest
+	cmdID, keyed, ok := a.begin(w, r, &body)
+	if !ok {
+		return
+	}
+	id := newID(cmdID, keyed, "task")
+	a.submit(w, r, cmdID, keyed, submission{typ: domain.CmdTaskCreate, workspaceID: ws, created: true,
+		ids: map[string]string{"task_id": id},
+		payload: &domain.TaskCreateCmd{TaskID: id, Title: body.Title, Input: body.Input,
+			Priority: body.Priority, Assignee: body.Assignee}})
+}
+
+// taskCommand handles the routes that act on one task. body is the request
+// body (nil when the route takes none); fill sets the task id into the
+// command payload built from it.
+func (a *API) taskCommand(w http.ResponseWriter, r *http.Request, typ string, body any, payload func(taskID string) any) {
+	ws, err := pathID(r, "ws")
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	task, err := pathID(r, "task")
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	if body != nil && r.ContentLength == 0 {
+		body = nil // an empty body means no options
+	}
+	cmdID, keyed, ok := a.begin(w, r, body)
+	if !ok {
+		return
+	}
+	a.submit(w, r, cmdID, keyed, submission{typ: typ, workspaceID: ws, payload: payload(task),
+		ids: map[string]string{"task_id": task}})
+}
+
+func (a *API) assignTask(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Assignee string `json:"assignee"`
+	}
+	a.taskCommand(w, r, domain.CmdTaskAssign, &b, func(id string) any {
+		return &domain.TaskAssignCmd{TaskID: id, Assignee: b.Assignee}
+	})
+}
+
+func (a *API) startTask(w http.ResponseWriter, r *http.Request) {
+	a.taskCommand(w, r, domain.CmdTaskStartAttempt, nil, func(id string) any {
+		return &domain.TaskStartAttemptCmd{TaskID: id}
+	})
+}
+
+func (a *API) recordResult(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Attempt int               `json:"attempt"`
+		Output  string            `json:"output"`
+		Usage   domain.TokenUsage `json:"usage"`
+	}
+	a.taskCommand(w, r, domain.CmdTaskRecordResult, &b, func(id string) any {
+		return &domain.TaskRecordResultCmd{TaskID: id, Attempt: b.Attempt, Output: b.Output, Usage: b.Usage}
+	})
+}
+
+func (a *API) failAttempt(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Attempt   int               `json:"attempt"`
+		Reason    string            `json:"reason"`
+		Retryable bool              `json:"retryable"`
+		Usage     domain.TokenUsage `json:"usage"`
+	}
+	a.taskCommand(w, r, domain.CmdTaskFailAttempt, &b, func(id string) any {
+		return &domain.TaskFailAttemptCmd{TaskID: id, Attempt: b.Attempt, Reason: b.Reason, Retryable: b.Retryable, Usage: b.Usage}
+	})
+}
+
+func (a *API) retryTask(w http.ResponseWriter, r *http.Request) {
+	a.taskCommand(w, r, domain.CmdTaskRetry, nil, func(id string) any {
+		return &domain.TaskRetryCmd{TaskID: id}
+	})
+}
+
+func (a *API) completeTask(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Output string `json:"output"`
+	}
+	a.taskCommand(w, r, domain.CmdTaskComplete, &b, func(id string) any {
+		return &domain.TaskCompleteCmd{TaskID: id, Output: b.Output}
+	})
+}
+
+func (a *API) cancelTask(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Reason string `json:"reason"`
+	}
+	a.taskCommand(w, r, domain.CmdTaskCancel, &b, func(id string) any {
+		return &domain.TaskCancelCmd{TaskID: id, Reason: b.Reason}
+	})
+}

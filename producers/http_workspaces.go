@@ -1,0 +1,110 @@
+package producers
+
+import (
+	"net/http"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/auth"
+	"github.com/logbook-dev/logbook/internal/httpapi"
+)
+
+// begin decodes the body and derives the command id; on failure it has
+// already answered.
+func (a *API) begin(w http.ResponseWriter, r *http.Request, body any) (cmdID string, keyed bool, ok bool) {
+	if body != nil {
+		if err := httpapi.DecodeJSON(w, r, body); err != nil {
+			httpapi.WriteError(w, r, a.cfg.Logger, err)
+			return "", false, false
+		}
+	}
+	p, _ := auth.FromContext(r.Context())
+	cmdID, keyed, err := commandID(r, p)
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return "", false, false
+	}
+	return cmdID, keyed, true
+}
+
+// workspaceCommand handles the routes that act on one workspace.
+func (a *API) workspaceCommand(w http.ResponseWriter, r *http.Request, typ string, body any) {
+	ws, err := pathID(r, "ws")
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	cmdID, keyed, ok := a.begin(w, r, body)
+	if !ok {
+		return
+	}
+	if body == nil {
+		body = domain.NewCommandPayload(typ)
+	}
+	a.submit(w, r, cmdID, keyed, submission{typ: typ, workspaceID: ws, payload: body})
+}
+
+func (a *API) createWorkspace(w http.ResponseWriter, r *http.Request) {
+	var body domain.WorkspaceCreateCmd
+	cmdID, keyed, ok := a.begin(w, r, &body)
+	if !ok {
+		return
+	}
+	ws := newID(cmdID, keyed, "workspace")
+	a.submit(w, r, cmdID, keyed, submission{typ: domain.CmdWorkspaceCreate, workspaceID: ws, payload: &body, created: true})
+}
+
+func (a *API) renameWorkspace(w http.ResponseWriter, r *http.Request) {
+	a.workspaceCommand(w, r, domain.CmdWorkspaceRename, &domain.WorkspaceRenameCmd{})
+}
+
+func (a *API) archiveWorkspace(w http.ResponseWriter, r *http.Request) {
+	a.workspaceCommand(w, r, domain.CmdWorkspaceArchive, nil)
+}
+
+func (a *API) addMember(w http.ResponseWriter, r *http.Request) {
+	a.workspaceCommand(w, r, domain.CmdWorkspaceAddMember, &domain.WorkspaceAddMemberCmd{})
+}
+
+func (a *API) setAIPolicy(w http.ResponseWriter, r *http.Request) {
+	a.workspaceCommand(w, r, domain.CmdWorkspaceSetAIPolicy, &domain.WorkspaceSetAIPolicyCmd{})
+}
+
+func (a *API) removeMember(w http.ResponseWriter, r *http.Request) {
+	ws, err := pathID(r, "ws")
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	cmdID, keyed, ok := a.begin(w, r, nil)
+	if !ok {
+		return
+	}
+	body := &domain.WorkspaceRemoveMemberCmd{PrincipalID: chiParam(r, "principal")}
+	a.submit(w, r, cmdID, keyed, submission{typ: domain.CmdWorkspaceRemoveMember, workspaceID: ws, payload: body})
+}
+
+// agentRequest is the body of POST /agents: the agent id is the server's.
+type agentRequest struct {
+	Name         string `json:"name"`
+	Role         string `json:"role"`
+	Model        string `json:"model"`
+	Instructions string `json:"instructions"`
+}
+
+func (a *API) registerAgent(w http.ResponseWriter, r *http.Request) {
+	ws, err := pathID(r, "ws")
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
+	var body agentRequest
+	cmdID, keyed, ok := a.begin(w, r, &body)
+	if !ok {
+		return
+	}
+	id := newID(cmdID, keyed, "agent")
+	a.submit(w, r, cmdID, keyed, submission{typ: domain.CmdWorkspaceRegisterAgent, workspaceID: ws, created: true,
+		ids: map[string]string{"agent_id": id},
+		payload: &domain.WorkspaceRegisterAgentCmd{AgentID: id, Name: body.Name, Role: body.Role,
+			Model: body.Model, Instructions: body.Instructions}})
+}

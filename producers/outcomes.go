@@ -1,0 +1,93 @@
+package producers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// Outcomes follows the results topic from its end and hands each result to
+// the requests waiting for it (Prefer: wait).
+type Outcomes struct {
+	cl  *kgo.Client
+	log *slog.Logger
+
+	mu      sync.Mutex
+	waiters map[string][]chan schemas.Result
+}
+
+// NewOutcomes connects a results reader.
+func NewOutcomes(cfg kafka.Config, log *slog.Logger) (*Outcomes, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(cfg.Opts(),
+		kgo.ConsumeTopics(cfg.Topics().Results),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(200*time.Millisecond),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("producers: %w", err)
+	}
+	return &Outcomes{cl: cl, log: log, waiters: map[string][]chan schemas.Result{}}, nil
+}
+
+// Close stops reading.
+func (o *Outcomes) Close() { o.cl.Close() }
+
+// Run reads results until ctx ends.
+func (o *Outcomes) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		fetches := o.cl.PollFetches(ctx)
+		if fetches.IsClientClosed() {
+			return
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			var res schemas.Result
+			if err := json.Unmarshal(r.Value, &res); err != nil {
+				o.log.Warn("undecodable result", "partition", r.Partition, "offset", r.Offset)
+				return
+			}
+			o.mu.Lock()
+			chans := o.waiters[res.CommandID]
+			delete(o.waiters, res.CommandID)
+			o.mu.Unlock()
+			for _, c := range chans {
+				c <- res // buffered, one send each
+			}
+		})
+	}
+}
+
+// Watch registers interest in a command's outcome; call cancel when done.
+func (o *Outcomes) Watch(commandID string) (ch <-chan schemas.Result, cancel func()) {
+	c := make(chan schemas.Result, 1)
+	o.mu.Lock()
+	o.waiters[commandID] = append(o.waiters[commandID], c)
+	o.mu.Unlock()
+	return c, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		list := o.waiters[commandID]
+		for i, x := range list {
+			if x == c {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(o.waiters, commandID)
+		} else {
+			o.waiters[commandID] = list
+		}
+	}
+}
