@@ -21,6 +21,8 @@ Usage:
                                                  events as JSON lines on stdout
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
   logbook keys create --role ROLE [--id ID]      create an API key (printed once)
+  logbook loadgen --key KEY [--url URL] [--commands N] [--concurrency C] [--workspaces W] [--json]
+                                                 bounded load on a loopback logbook; prints accepted and end-to-end rates
 
 Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = runKeysCreate(ctx, args[2:], stdout, stderr)
+	case "loadgen":
+		err = runLoadgen(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
