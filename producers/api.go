@@ -39,7 +39,10 @@ type Config struct {
 	Log     CommandLog
 	Watcher OutcomeWatcher
 	Lookup  OutcomeLookup
-	Logger  *slog.Logger
+	// Admission refuses commands with 429 before anything collapses; nil
+	// admits everything.
+	Admission *Admission
+	Logger    *slog.Logger
 	// MaxWait caps Prefer: wait, default 30s.
 	MaxWait time.Duration
 	// AppendTimeout bounds one append to the log, default 10s.
@@ -137,6 +140,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 			a.writeOutcome(w, r, s, *res)
 			return
 		}
+	}
+	if prob := a.cfg.Admission.Admit(p.ID); prob != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, prob)
+		return
 	}
 	if err := domain.Validate(domain.Command{Type: s.typ, WorkspaceID: s.workspaceID, Payload: s.payload}); err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)

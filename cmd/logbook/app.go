@@ -158,8 +158,20 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		defer outcomes.Close()
 		goRun("outcomes", func(ctx context.Context) error { outcomes.Run(ctx); return nil })
+		lag, err := kafka.NewLagMonitor(c.Kafka, decider.DefaultGroup, c.Kafka.Topics().Commands, m.Log)
+		if err != nil {
+			return err
+		}
+		defer lag.Close()
+		m.health.lag = lag
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "logbook_decider_lag_commands",
+			Help: "Commands appended but not yet decided: the backpressure admission control reads.",
+		}, func() float64 { l, _, _ := lag.Lag(); return float64(l) }))
+		goRun("lag", func(ctx context.Context) error { lag.Run(ctx, time.Second); return nil })
+		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
 		queries := projections.NewQueries(m.pool, m.Log)
-		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Logger: m.Log})
+		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Admission: admission, Logger: m.Log})
 		srv := &http.Server{
 			Handler:           m.router(api, queries),
 			ReadHeaderTimeout: 5 * time.Second,
@@ -276,6 +288,7 @@ type health struct {
 
 	kafkaOK, pgOK atomic.Bool
 	checkedAt     atomic.Int64
+	lag           *kafka.LagMonitor // nil unless the api role runs
 }
 
 func newHealth(k kafka.Config, pool *pgxpool.Pool, log *slog.Logger) *health {
@@ -331,12 +344,17 @@ func (h *health) level() level {
 }
 
 func (h *health) status() map[string]any {
-	return map[string]any{
+	s := map[string]any{
 		"level":      h.level(),
 		"kafka":      map[string]bool{"ok": h.kafkaOK.Load()},
 		"postgres":   map[string]bool{"ok": h.pgOK.Load()},
 		"checked_at": time.UnixMilli(h.checkedAt.Load()).UTC(),
 	}
+	if h.lag != nil {
+		lag, drain, fresh := h.lag.Lag()
+		s["decider"] = map[string]any{"lag": lag, "drain_per_second": drain, "fresh": fresh}
+	}
+	return s
 }
 
 // deciderCollector exposes the decider's counters.

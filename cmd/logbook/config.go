@@ -24,6 +24,10 @@ type Config struct {
 	AdminKey    auth.Secret
 	Roles       []string
 	LogLevel    slog.Level
+	// MaxCommandLag is the decider backlog above which commands get 429.
+	MaxCommandLag int64
+	// RatePerKey limits each API key's commands per second (-1: off).
+	RatePerKey float64
 }
 
 func env(name, def string) string {
@@ -49,6 +53,20 @@ func baseConfig() (Config, error) {
 			return c, fmt.Errorf("LOGBOOK_PARTITIONS must be 1..1000, got %q", p)
 		}
 		c.Kafka.Partitions = int32(n)
+	}
+	if v := env("LOGBOOK_MAX_COMMAND_LAG", ""); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("LOGBOOK_MAX_COMMAND_LAG must be a positive integer, got %q", v)
+		}
+		c.MaxCommandLag = n
+	}
+	if v := env("LOGBOOK_RATE_PER_KEY", ""); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n == 0 {
+			return c, fmt.Errorf("LOGBOOK_RATE_PER_KEY must be a non-zero number (-1 disables), got %q", v)
+		}
+		c.RatePerKey = n
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(env("LOGBOOK_LOG_LEVEL", "info"))); err != nil {
 		return c, fmt.Errorf("LOGBOOK_LOG_LEVEL: %w", err)

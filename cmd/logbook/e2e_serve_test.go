@@ -124,3 +124,61 @@ func TestServeProcessesShareWorkAndSurviveAKill(t *testing.T) {
 	w2.stop()
 	api.stop()
 }
+
+// TestBacklogAnswers429UntilTheDeciderCatchesUp: with no decider running the
+// commands pile up in the log; past the configured backlog the API answers
+// 429 with Retry-After instead of accepting more, and admits again once a
+// decider has drained the backlog. Nothing accepted is lost.
+func TestBacklogAnswers429UntilTheDeciderCatchesUp(t *testing.T) {
+	cfg := kafkatest.Config(t, 2)
+	env := []string{
+		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(cfg.Brokers, ","),
+		"LOGBOOK_TOPIC_PREFIX=" + cfg.Prefix,
+		"LOGBOOK_PARTITIONS=2",
+		"LOGBOOK_DATABASE_URL=" + pgtest.URL(t),
+		"LOGBOOK_ADMIN_KEY=lbk_test-admin-key-0123456789",
+		"LOGBOOK_MAX_COMMAND_LAG=20",
+		"LOGBOOK_LOG_LEVEL=warn",
+	}
+	api := start(t, env, "serve", "--roles", "api,projector", "--http", "127.0.0.1:0")
+	c := newClient(t, api.URL, "lbk_test-admin-key-0123456789")
+
+	var accepted []string
+	refused := 0
+	for i := 0; i < 400 && refused == 0; i++ {
+		r := c.do("POST", "/v1/workspaces", map[string]any{"name": fmt.Sprintf("w%d", i)})
+		switch r.Status {
+		case 202:
+			accepted = append(accepted, r.str("command_id"))
+		case 429:
+			refused++
+			if r.Header.Get("Retry-After") == "" || r.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("429 without Retry-After or problem: %v %s", r.Header, r.Raw)
+			}
+		default:
+			t.Fatalf("status %d: %s", r.Status, r.Raw)
+		}
+		time.Sleep(10 * time.Millisecond) // let the lag monitor see the backlog
+	}
+	if refused == 0 || len(accepted) < 20 {
+		t.Fatalf("backlog never refused: accepted %d, refused %d\n%s\n%s", len(accepted), refused, c.do("GET", "/v1/status", nil).Raw, api.stderr.String())
+	}
+
+	dec := start(t, env, "serve", "--roles", "decider")
+	for _, id := range accepted {
+		if r := outcomeNoFatal(c, id); r.str("status") != "accepted" {
+			t.Fatalf("command %s after the backlog drained: %s", id, r.Raw)
+		}
+	}
+	eventually(t, 30*time.Second, "admission again", func() bool {
+		return c.do("POST", "/v1/workspaces", map[string]any{"name": "after"}).Status == 202
+	})
+	var status response
+	eventually(t, 10*time.Second, "status shows the lag", func() bool {
+		status = c.must(200, "GET", "/v1/status", nil)
+		d, ok := status.Body["decider"].(map[string]any)
+		return ok && d["lag"].(float64) < 20
+	})
+	dec.stop()
+	api.stop()
+}

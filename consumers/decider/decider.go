@@ -22,10 +22,14 @@ import (
 	"github.com/logbook-dev/logbook/schemas"
 )
 
+// DefaultGroup is the decider's consumer group; admission control watches
+// its lag.
+const DefaultGroup = "logbook-decider"
+
 // Config configures a decider.
 type Config struct {
 	Kafka kafka.Config
-	// Group is the consumer group of the commands topic, default "logbook-decider".
+	// Group is the consumer group of the commands topic, default DefaultGroup.
 	Group string
 	// MaxPollRecords bounds one transaction, default 2000.
 	MaxPollRecords int
@@ -45,7 +49,7 @@ func (c *Config) validate() error {
 		return err
 	}
 	if c.Group == "" {
-		c.Group = "logbook-decider"
+		c.Group = DefaultGroup
 	}
 	if c.MaxPollRecords <= 0 {
 		c.MaxPollRecords = 2000

@@ -1,0 +1,104 @@
+package producers
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"golang.org/x/time/rate"
+
+	"github.com/logbook-dev/logbook/internal/httpapi"
+)
+
+// LagSource reports the decider's backlog of commands; *kafka.LagMonitor
+// satisfies it.
+type LagSource interface {
+	Lag() (lag int64, drainPerSec float64, fresh bool)
+}
+
+// AdmissionConfig sets when commands are refused with 429.
+type AdmissionConfig struct {
+	// MaxLag is the decider backlog (commands) above which new commands
+	// are refused, default 50,000: the log absorbs bursts up to there.
+	MaxLag int64
+	// Rate and Burst limit each principal's commands per second, default
+	// 2,000 and 4,000. Rate < 0 disables the per-principal limit.
+	Rate  float64
+	Burst int
+	// MaxPrincipals bounds the limiter table, default 10,000.
+	MaxPrincipals int
+}
+
+// Admission decides whether a command may enter the log now.
+type Admission struct {
+	cfg AdmissionConfig
+	lag LagSource
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+// NewAdmission builds admission control; lag may be nil.
+func NewAdmission(cfg AdmissionConfig, lag LagSource) *Admission {
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = 50_000
+	}
+	if cfg.Rate == 0 {
+		cfg.Rate = 2000
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = 4000
+	}
+	if cfg.MaxPrincipals <= 0 {
+		cfg.MaxPrincipals = 10_000
+	}
+	return &Admission{cfg: cfg, lag: lag, limiters: map[string]*rate.Limiter{}}
+}
+
+// Admit returns nil, or a 429 problem whose Retry-After says when to retry.
+func (a *Admission) Admit(principal string) *httpapi.Problem {
+	if a == nil {
+		return nil
+	}
+	if a.lag != nil {
+		if lag, drain, fresh := a.lag.Lag(); fresh && lag > a.cfg.MaxLag {
+			// Come back when the backlog should be under the limit again.
+			wait := 30.0
+			if drain > 0 {
+				wait = float64(lag-a.cfg.MaxLag/2) / drain
+			}
+			return tooMany("backlog", "the decider is behind by "+strconv.FormatInt(lag, 10)+" commands", wait)
+		}
+	}
+	if a.cfg.Rate < 0 {
+		return nil
+	}
+	l := a.limiter(principal)
+	r := l.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return tooMany("rate_limited", "too many commands from this key", d.Seconds())
+	}
+	return nil
+}
+
+func (a *Admission) limiter(principal string) *rate.Limiter {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.limiters[principal]
+	if !ok {
+		if len(a.limiters) >= a.cfg.MaxPrincipals {
+			a.limiters = map[string]*rate.Limiter{} // bounded: forget old buckets
+		}
+		l = rate.NewLimiter(rate.Limit(a.cfg.Rate), a.cfg.Burst)
+		a.limiters[principal] = l
+	}
+	return l
+}
+
+func tooMany(code, detail string, seconds float64) *httpapi.Problem {
+	p := httpapi.NewProblem(http.StatusTooManyRequests, code, "", detail)
+	p.RetryAfter = int(math.Min(60, math.Max(1, math.Ceil(seconds))))
+	return p
+}
