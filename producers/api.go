@@ -42,7 +42,11 @@ type Config struct {
 	// Admission refuses commands with 429 before anything collapses; nil
 	// admits everything.
 	Admission *Admission
-	Logger    *slog.Logger
+	// Writable reports whether the log was reachable at the last probe;
+	// when it was not, commands get 503 at once instead of after a timeout.
+	// nil means always try.
+	Writable func() bool
+	Logger   *slog.Logger
 	// MaxWait caps Prefer: wait, default 30s.
 	MaxWait time.Duration
 	// AppendTimeout bounds one append to the log, default 10s.
@@ -141,6 +145,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 			return
 		}
 	}
+	if a.cfg.Writable != nil && !a.cfg.Writable() {
+		httpapi.WriteError(w, r, a.cfg.Logger, readOnly())
+		return
+	}
 	if prob := a.cfg.Admission.Admit(p.ID); prob != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, prob)
 		return
@@ -180,7 +188,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 			return // the client left
 		}
 		a.cfg.Logger.Warn("append failed: answering read-only", "command_type", s.typ, "err", err)
-		httpapi.WriteError(w, r, a.cfg.Logger, httpapi.Unavailable("read_only", "the log cannot be written right now; queries still serve", 5))
+		httpapi.WriteError(w, r, a.cfg.Logger, readOnly())
 		return
 	}
 	if outcome != nil {
@@ -267,4 +275,8 @@ func pathID(r *http.Request, name string) (string, error) {
 		return "", httpapi.NewProblem(http.StatusNotFound, string(domain.CodeNotFound), name, name+" not found")
 	}
 	return strings.ToLower(v), nil
+}
+
+func readOnly() *httpapi.Problem {
+	return httpapi.Unavailable("read_only", "the log cannot be written right now; queries still serve", 5)
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
@@ -171,7 +170,8 @@ func (m *Main) Run(ctx context.Context) error {
 		goRun("lag", func(ctx context.Context) error { lag.Run(ctx, time.Second); return nil })
 		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
 		queries := projections.NewQueries(m.pool, m.Log)
-		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Admission: admission, Logger: m.Log})
+		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Admission: admission, Logger: m.Log,
+			Writable: m.health.kafkaOK.Load})
 		srv := &http.Server{
 			Handler:           m.router(api, queries),
 			ReadHeaderTimeout: 5 * time.Second,
@@ -305,12 +305,12 @@ func (h *health) run(ctx context.Context) {
 		return
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, kerr := adm.BrokerMetadata(pctx)
+		// Ping talks to a broker; metadata calls may answer from cache.
+		kerr := cl.Ping(pctx)
 		perr := h.pool.Ping(pctx)
 		cancel()
 		if ctx.Err() != nil {

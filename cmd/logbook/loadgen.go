@@ -83,9 +83,9 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	var (
 		next, accepted, refused, failed atomic.Int64
-		latMu                            sync.Mutex
-		lats                             []time.Duration
-		perWS                            = make([]atomic.Int64, *nWS)
+		latMu                           sync.Mutex
+		lats                            []time.Duration
+		perWS                           = make([]atomic.Int64, *nWS)
 	)
 	start := time.Now()
 	var wg sync.WaitGroup
