@@ -27,6 +27,7 @@ import (
 	"github.com/logbook-dev/logbook/internal/pg"
 	"github.com/logbook-dev/logbook/producers"
 	"github.com/logbook-dev/logbook/projections"
+	"github.com/logbook-dev/logbook/schemas"
 )
 
 // Main wires the roles of one process together.
@@ -224,6 +225,10 @@ func (m *Main) router(api *producers.API, queries *projections.Queries) http.Han
 	})
 	r.Get("/v1/status", func(w http.ResponseWriter, _ *http.Request) { httpapi.WriteJSON(w, 200, m.health.status()) })
 	r.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(schemas.OpenAPI())
+	})
 	r.Group(func(r chi.Router) {
 		r.Use(m.keys.Middleware(m.Log))
 		api.Routes(r)
