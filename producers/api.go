@@ -157,10 +157,15 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
+	corr, err := correlationID(r)
+	if err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
 	env, err := schemas.EncodeCommand(domain.Command{
 		ID: cmdID, Type: s.typ, WorkspaceID: s.workspaceID,
 		Actor: domain.Actor{ID: p.ID, Role: p.Role}, IssuedAt: a.cfg.Now(), Payload: s.payload,
-	}, r.Header.Get("X-Correlation-ID"))
+	}, corr)
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
@@ -187,8 +192,13 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 		if r.Context().Err() != nil {
 			return // the client left
 		}
-		a.cfg.Logger.Warn("append failed: answering read-only", "command_type", s.typ, "err", err)
-		httpapi.WriteError(w, r, a.cfg.Logger, readOnly())
+		// The append may still land: give the client the command id to
+		// look up, and say the outcome is unknown rather than refused.
+		a.cfg.Logger.Warn("append not confirmed", "command_type", s.typ, "err", err)
+		prob := httpapi.Unavailable("append_unconfirmed", "the log did not confirm the command in time; it may still be decided: check Location, or retry with the same Idempotency-Key", 5)
+		prob.CommandID = cmdID
+		w.Header().Set("Location", "/v1/commands/"+cmdID)
+		httpapi.WriteError(w, r, a.cfg.Logger, prob)
 		return
 	}
 	if outcome != nil {
@@ -279,4 +289,19 @@ func pathID(r *http.Request, name string) (string, error) {
 
 func readOnly() *httpapi.Problem {
 	return httpapi.Unavailable("read_only", "the log cannot be written right now; queries still serve", 5)
+}
+
+// correlationID reads X-Correlation-ID: it is hashed into events, so only
+// short printable ASCII is taken.
+func correlationID(r *http.Request) (string, error) {
+	v := r.Header.Get("X-Correlation-ID")
+	if len(v) > 128 {
+		return "", httpapi.NewProblem(http.StatusBadRequest, "invalid", "X-Correlation-ID", "at most 128 characters")
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x21 || v[i] > 0x7e {
+			return "", httpapi.NewProblem(http.StatusBadRequest, "invalid", "X-Correlation-ID", "printable ASCII only")
+		}
+	}
+	return v, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -52,18 +54,27 @@ func (q *Queries) Routes(r chi.Router) {
 
 // fail answers an error; an unreachable database is a 503, not a 500.
 func (q *Queries) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) && !errors.Is(err, pgx.ErrNoRows) && isUnavailable(err) {
+	if unreachable(err) {
 		httpapi.WriteError(w, r, q.log, httpapi.Unavailable("queries_degraded", "the read models are unreachable; commands are still accepted", 5))
 		return
 	}
 	httpapi.WriteError(w, r, q.log, err)
 }
 
-func isUnavailable(err error) bool {
-	var p *httpapi.Problem
-	var d *domain.Error
-	return !errors.As(err, &p) && !errors.As(err, &d)
+// unreachable tells connection failures and timeouts (Postgres down or
+// overloaded) from errors in the query itself.
+func unreachable(err error) bool {
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// 08 connection exception, 53 insufficient resources, 57 operator
+		// intervention (shutdown): the server, not the query, is the problem.
+		c := pgErr.Code[:2]
+		return c == "08" || c == "53" || c == "57"
+	}
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 func notFound(what string) error { return domain.NotFound("%s not found", what) }

@@ -48,6 +48,9 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 	if err := applyTasks(ctx, tx, evs); err != nil {
 		return fmt.Errorf("tasks: %w", err)
 	}
+	if err := applyErasures(ctx, tx, evs); err != nil {
+		return fmt.Errorf("erasure: %w", err)
+	}
 	return applyUsage(ctx, tx, evs)
 }
 
@@ -92,7 +95,6 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 			b.Queue(`UPDATE workspaces SET status = 'archived', version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
 		case *domain.WorkspaceErased:
 			b.Queue(`UPDATE workspaces SET status = 'erased', version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
-			b.Queue(`UPDATE tasks SET input = NULL, output = NULL WHERE workspace_id = $1`, ws)
 			b.Queue(`UPDATE agents SET instructions = NULL WHERE workspace_id = $1`, ws)
 		case *domain.WorkspaceMemberAdded:
 			b.Queue(`INSERT INTO members (workspace_id, principal_id, role) VALUES ($1, $2, $3)
@@ -248,6 +250,21 @@ func deref(s *string) string {
 	return *s
 }
 
+// applyErasures drops the plaintext of erased workspaces' tasks. It runs
+// after the task upsert so events earlier in the same batch cannot bring
+// the plaintext back.
+func applyErasures(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	for _, d := range evs {
+		if d.env.Type != domain.EvWorkspaceErased {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `UPDATE tasks SET input = NULL, output = NULL WHERE workspace_id = $1`, d.env.WorkspaceID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // applyUsage adds the token usage recorded by attempts to the per-day totals.
 func applyUsage(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	type key struct {
@@ -294,7 +311,8 @@ type Results struct{}
 
 // Apply implements Applier.
 func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record) error {
-	var ids, ws, types, statuses, codes, reasons, fields, aggs []*string
+	var ids, ws, types, statuses []string
+	var codes, reasons, fields, aggs []*string
 	var events []string
 	var decided []time.Time
 	opt := func(s string) *string {
@@ -309,10 +327,10 @@ func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record
 			return fmt.Errorf("result at %d/%d: %w", r.Partition, r.Offset, err)
 		}
 		ev, _ := json.Marshal(res.Events)
-		ids = append(ids, opt(res.CommandID))
-		ws = append(ws, opt(res.WorkspaceID))
-		types = append(types, opt(res.CommandType))
-		statuses = append(statuses, opt(res.Status))
+		ids = append(ids, res.CommandID)
+		ws = append(ws, res.WorkspaceID)
+		types = append(types, res.CommandType)
+		statuses = append(statuses, res.Status)
 		codes = append(codes, opt(string(res.Code)))
 		reasons = append(reasons, opt(res.Reason))
 		fields = append(fields, opt(res.Field))

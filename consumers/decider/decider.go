@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -149,7 +150,12 @@ func (d *Decider) Run(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		committed, err := d.process(ctx, fetches)
+		// A polled batch is finished even when shutdown begins: an
+		// abandoned transaction would hold back read_committed readers
+		// until it times out.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		committed, err := d.process(wctx, fetches)
+		cancel()
 		if err != nil {
 			log.Warn("transaction failed; retrying from the last committed offsets", "err", err)
 			d.resetState()
@@ -191,13 +197,25 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // process runs one transaction over one poll batch.
 func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error) {
+	// Begin first: any failure before End must end in TryAbort, the only
+	// call that rewinds the session to the committed offsets. Returning
+	// without it would let the next poll skip these records.
+	if err := d.sess.Begin(); err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	abort := func(cause error) (bool, error) {
+		if _, err := d.sess.End(ctx, kgo.TryAbort); err != nil {
+			return false, errors.Join(cause, fmt.Errorf("abort: %w", err))
+		}
+		return false, cause
+	}
 	parts := map[int32]*partitionState{}
 	var loadErr error
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if loadErr != nil || len(fp.Records) == 0 {
 			return
 		}
-		p, err := d.partition(ctx, fp.Partition)
+		p, err := d.partition(ctx, fp.Partition, fp.Records[0].Offset)
 		if err != nil {
 			loadErr = err
 			return
@@ -205,10 +223,7 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 		parts[fp.Partition] = p
 	})
 	if loadErr != nil {
-		return false, loadErr
-	}
-	if err := d.sess.Begin(); err != nil {
-		return false, fmt.Errorf("begin: %w", err)
+		return abort(loadErr)
 	}
 
 	var (
@@ -255,6 +270,12 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 			produce(&kgo.Record{Topic: d.topics.Results, Partition: r.Partition, Key: []byte(res.WorkspaceID), Value: val})
 		}
 	})
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) > 0 {
+			next := strconv.FormatInt(fp.Records[len(fp.Records)-1].Offset+1, 10)
+			produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: fp.Partition, Key: []byte(keyOffset), Value: []byte(next)})
+		}
+	})
 	for id, w := range b.workspaces {
 		val, _ := json.Marshal(w)
 		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[keyWorkspace+id], Key: []byte(keyWorkspace + id), Value: val})
@@ -266,7 +287,7 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 
 	try := kgo.TryCommit
 	if err := d.sess.Client().Flush(ctx); err != nil {
-		return false, err
+		return abort(err)
 	}
 	prodMu.Lock()
 	failed := prodErr
@@ -294,6 +315,11 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 		}
 	}
 	b.commit(live)
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if ps := live[fp.Partition]; ps != nil && len(fp.Records) > 0 {
+			ps.next = fp.Records[len(fp.Records)-1].Offset + 1
+		}
+	})
 	d.mu.Unlock()
 
 	st.Transactions = 1
@@ -373,6 +399,14 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 		state = domain.Evolve(state, e)
 	}
 	next.Workspace, next.Chain = state.Workspace, chain
+	if grows(cmd.Type) {
+		// A state record must fit in one Kafka record; refuse the command
+		// that would outgrow it rather than wedge every transaction.
+		if val, err := json.Marshal(next); err != nil || len(val) > maxStateRecord {
+			return d.rememberOutcome(p, b, ws, reject(domain.Invalid("payload",
+				"the workspace has reached its size limit (%d bytes of agents and members)", maxStateRecord)), r.Partition), nil
+		}
+	}
 	if taskID != "" && state.Task != nil {
 		b.tasks[taskID] = state.Task
 		b.partOf[keyTask+taskID] = r.Partition
@@ -390,6 +424,15 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	return res, sealed
 }
 
+// maxStateRecord bounds a workspace's decider-state record, well under
+// Kafka's default 1 MiB record limit.
+const maxStateRecord = 768 << 10
+
+// grows reports whether a command type can enlarge the workspace aggregate.
+func grows(typ string) bool {
+	return typ == domain.CmdWorkspaceRegisterAgent || typ == domain.CmdWorkspaceAddMember
+}
+
 // rememberOutcome records a rejection in the workspace's window, when the
 // workspace exists, so a retry gets the same answer.
 func (d *Decider) rememberOutcome(_ *partitionState, b *batch, ws *workspaceState, res *schemas.Result, partition int32) *schemas.Result {
@@ -403,22 +446,67 @@ func (d *Decider) rememberOutcome(_ *partitionState, b *batch, ws *workspaceStat
 }
 
 // partition returns the state of a partition, restoring it from the
-// decider-state topic on first use after assignment.
-func (d *Decider) partition(ctx context.Context, p int32) (*partitionState, error) {
+// decider-state topic on first use after assignment. first is the offset of
+// the first command about to be decided: the restored state must have been
+// written by the transaction that committed up to it. The commit markers of
+// the state partition and of the group offsets are written separately, so a
+// new owner can see the offsets before the state; it then reads again.
+func (d *Decider) partition(ctx context.Context, p int32, first int64) (*partitionState, error) {
 	d.mu.Lock()
 	ps := d.parts[p]
 	d.mu.Unlock()
 	if ps != nil {
 		return ps, nil
 	}
-	ps, err := d.restore(ctx, p)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		var err error
+		if ps, err = d.restore(ctx, p); err != nil {
+			return nil, err
+		}
+		fresh, err := d.caughtUp(ctx, ps, p, first)
+		if err != nil {
+			return nil, err
+		}
+		if fresh {
+			break
+		}
+		if attempt == 20 {
+			return nil, fmt.Errorf("decider: state of partition %d ends at command offset %d, commands resume at %d", p, ps.next, first)
+		}
+		if !sleep(ctx, 250*time.Millisecond) {
+			return nil, ctx.Err()
+		}
 	}
 	d.mu.Lock()
 	d.parts[p] = ps
 	d.mu.Unlock()
 	return ps, nil
+}
+
+// caughtUp reports whether restored state matches the command offset the
+// group resumes from.
+func (d *Decider) caughtUp(ctx context.Context, ps *partitionState, p int32, first int64) (bool, error) {
+	if ps.next == first {
+		return true, nil
+	}
+	if ps.next > first {
+		// Offsets behind the state: commands decided again are answered
+		// from the idempotency window, never decided twice.
+		d.cfg.Logger.Warn("decider: committed offsets behind the restored state", "partition", p, "state_next", ps.next, "first", first)
+		return true, nil
+	}
+	if ps.next > 0 {
+		return false, nil
+	}
+	// No transaction recorded yet: fine only if nothing before first was
+	// ever decided, i.e. first is the log start.
+	cl := d.sess.Client()
+	starts, err := kadm.NewClient(cl).ListStartOffsets(ctx, d.topics.Commands)
+	if err != nil {
+		return false, fmt.Errorf("decider: start offsets: %w", err)
+	}
+	o, ok := starts.Lookup(d.topics.Commands, p)
+	return ok && o.Err == nil && first <= o.Offset, nil
 }
 
 // restore reads the compacted decider-state partition up to its last stable

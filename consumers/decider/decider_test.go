@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,4 +208,37 @@ func TestDeciderRejectsUndecodablePayloadWithField(t *testing.T) {
 		}
 	}
 	t.Fatal(fmt.Sprint("no result for ", bad))
+}
+
+func TestDeciderRefusesToOutgrowAStateRecord(t *testing.T) {
+	h := newHarness(t)
+	stop := h.startDecider()
+	defer stop()
+	ws := newID()
+	h.send(newID(), domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "big"})
+	instructions := strings.Repeat("x", domain.MaxTextLen)
+	for i := 0; i < 14; i++ {
+		h.send(fmt.Sprintf("agent-cmd-%d", i), domain.CmdWorkspaceRegisterAgent, ws, &domain.WorkspaceRegisterAgentCmd{
+			AgentID: fmt.Sprintf("agent-%d", i), Name: fmt.Sprintf("a%d", i), Role: "r", Model: "m", Instructions: instructions})
+	}
+	// After a refusal the decider keeps deciding: a small command still works.
+	last := newID()
+	h.send(last, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "still alive"})
+	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](16))
+	var accepted, refused int
+	for _, r := range results {
+		switch {
+		case r.CommandType != domain.CmdWorkspaceRegisterAgent:
+		case r.Status == schemas.ResultAccepted:
+			accepted++
+		case r.Code == domain.CodeInvalid:
+			refused++
+		}
+		if r.CommandID == last && r.Status != schemas.ResultAccepted {
+			t.Fatalf("decider stuck after a refusal: %+v", r)
+		}
+	}
+	if accepted < 10 || refused == 0 || accepted+refused != 14 {
+		t.Fatalf("accepted %d, refused %d of 14 large agents", accepted, refused)
+	}
 }

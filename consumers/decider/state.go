@@ -2,6 +2,7 @@ package decider
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/logbook-dev/logbook/domain"
@@ -44,12 +45,16 @@ func (w workspaceState) remember(r schemas.Result, window int) workspaceState {
 const (
 	keyWorkspace = "workspace/"
 	keyTask      = "task/"
+	// keyOffset holds the next command offset of the partition, written in
+	// every transaction, so a restore can tell whether it is complete.
+	keyOffset = "offset"
 )
 
 // partitionState is the decider's view of the workspaces on one partition.
 type partitionState struct {
 	workspaces map[string]*workspaceState
 	tasks      map[string]*domain.Task
+	next       int64 // next command offset, from the last transaction
 }
 
 func newPartitionState() *partitionState {
@@ -59,6 +64,12 @@ func newPartitionState() *partitionState {
 // apply loads one decider-state record; a nil value is a tombstone.
 func (p *partitionState) apply(key string, value []byte) error {
 	switch {
+	case key == keyOffset:
+		n, err := strconv.ParseInt(string(value), 10, 64)
+		if err != nil {
+			return err
+		}
+		p.next = n
 	case strings.HasPrefix(key, keyWorkspace):
 		id := strings.TrimPrefix(key, keyWorkspace)
 		if value == nil {

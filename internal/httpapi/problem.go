@@ -23,6 +23,8 @@ type Problem struct {
 	Field  string `json:"field,omitempty"`
 	// RetryAfter, in seconds, is also sent as the Retry-After header.
 	RetryAfter int `json:"retry_after,omitempty"`
+	// CommandID names the command a problem is about, when there is one.
+	CommandID string `json:"command_id,omitempty"`
 }
 
 func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
