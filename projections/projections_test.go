@@ -302,3 +302,34 @@ func TestQueriesServeReadModels(t *testing.T) {
 	get("/v1/workspaces/"+ws+"/events?after_seq=-1", 422, nil)
 	get("/v1/workspaces/"+ws+"/tasks/"+newID(), 404, nil)
 }
+
+func TestPoisonRecordIsDeadLetteredAndTheProjectionMovesOn(t *testing.T) {
+	e := setup(t)
+	e.projector("read_models")
+	ws := newID()
+	e.send(newID(), domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "before"})
+	e.eventually("workspace", func() bool { return e.count(`SELECT count(*) FROM workspaces`) == 1 })
+
+	// Garbage on the events topic, on the workspace's partition, then more
+	// real events behind it.
+	if err := e.cl.ProduceSync(context.Background(), &kgo.Record{Topic: e.cfg.Topics().Events, Key: []byte(ws),
+		Value: []byte(`{"not":"an event"`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	task := newID()
+	e.send(newID(), domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: task, Title: "after"})
+	e.eventually("the task behind the poison", func() bool { return e.count(`SELECT count(*) FROM tasks WHERE id = $1`, task) == 1 })
+
+	cl, err := kgo.NewClient(append(e.cfg.Opts(), kgo.ConsumeTopics(e.cfg.Topics().DLQ))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f := cl.PollFetches(ctx)
+	recs := f.Records()
+	if len(recs) != 1 || string(recs[0].Value) != `{"not":"an event"` {
+		t.Fatalf("dead letters: %d records, errors %v", len(recs), f.Errors())
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -58,6 +59,7 @@ type ProjectorConfig struct {
 type Projector struct {
 	cfg ProjectorConfig
 	cl  *kgo.Client
+	dlq *kgo.Client
 
 	mu      sync.Mutex
 	applied int64
@@ -91,11 +93,18 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 		return nil, fmt.Errorf("projections: %w", err)
 	}
 	p.cl = cl
+	if p.dlq, err = kgo.NewClient(cfg.Kafka.Opts()...); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("projections: %w", err)
+	}
 	return p, nil
 }
 
 // Close leaves the group.
-func (p *Projector) Close() { p.cl.Close() }
+func (p *Projector) Close() {
+	p.cl.Close()
+	p.dlq.Close()
+}
 
 // Applied is the number of records applied by this process.
 func (p *Projector) Applied() int64 {
@@ -178,21 +187,25 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 // applyWithRetry keeps trying one partition batch while Postgres is down:
-// the batch stays in memory and the checkpoint makes a retry harmless.
+// the batch stays in memory and the checkpoint makes a retry harmless. A
+// batch that fails for a reason retrying cannot fix (a record that does not
+// decode or breaks a constraint) is applied record by record, and the
+// records that still fail go to the dead-letter topic, so one bad record
+// never stalls a projection.
 func (p *Projector) applyWithRetry(ctx context.Context, part int32, recs []*kgo.Record) error {
 	backoff := 100 * time.Millisecond
 	for {
-		n, err := p.apply(ctx, part, recs)
+		n, err := p.apply(ctx, part, recs, nil)
+		if err != nil && permanent(err) {
+			n, err = p.isolate(ctx, part, recs)
+		}
 		p.mu.Lock()
 		p.lastErr = err
 		if err == nil {
 			p.applied += int64(n)
 		}
 		p.mu.Unlock()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return nil
 		}
 		p.cfg.Logger.Warn("projector: apply failed; retrying", "projection", p.cfg.Name, "partition", part,
@@ -206,10 +219,71 @@ func (p *Projector) applyWithRetry(ctx context.Context, part int32, recs []*kgo.
 	}
 }
 
+// isolate applies records one transaction each; a record that fails
+// permanently is dead-lettered and skipped in the same transaction that
+// moves the checkpoint past it.
+func (p *Projector) isolate(ctx context.Context, part int32, recs []*kgo.Record) (int, error) {
+	total := 0
+	for _, r := range recs {
+		n, err := p.apply(ctx, part, []*kgo.Record{r}, nil)
+		if err != nil && permanent(err) {
+			p.cfg.Logger.Error("projector: record cannot be applied; dead-lettered", "projection", p.cfg.Name,
+				"partition", part, "offset", r.Offset, "err", err)
+			if derr := p.deadLetter(ctx, r, err); derr != nil {
+				return total, derr
+			}
+			n, err = p.apply(ctx, part, []*kgo.Record{r}, errSkip)
+		}
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// errSkip tells apply to move the checkpoint without applying.
+var errSkip = errors.New("skip")
+
+// permanent reports errors that retrying the same records cannot fix.
+func permanent(err error) bool {
+	var de *decodeError
+	if errors.As(err, &de) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		c := pgErr.Code[:2]
+		return c == "22" || c == "23" // data exception, integrity constraint
+	}
+	return false
+}
+
+// decodeError wraps a record that is not a valid envelope.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
+
+func (p *Projector) deadLetter(ctx context.Context, r *kgo.Record, cause error) error {
+	if p.dlq == nil {
+		return fmt.Errorf("projections: no dead-letter topic for a poisoned record: %w", cause)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	headers := append([]kgo.RecordHeader{}, r.Headers...)
+	headers = append(headers,
+		kgo.RecordHeader{Key: "logbook_projection", Value: []byte(p.cfg.Name)},
+		kgo.RecordHeader{Key: "logbook_source", Value: []byte(fmt.Sprintf("%s/%d@%d", r.Topic, r.Partition, r.Offset))},
+		kgo.RecordHeader{Key: "logbook_error", Value: []byte(cause.Error())},
+	)
+	return p.dlq.ProduceSync(ctx, &kgo.Record{Topic: p.cfg.Kafka.Topics().DLQ, Key: r.Key, Value: r.Value, Headers: headers}).FirstErr()
+}
+
 // apply writes one batch and its checkpoint in one transaction. The
 // checkpoint row is locked first; records below it were applied by another
 // member (a rebalance in flight) and are skipped.
-func (p *Projector) apply(ctx context.Context, part int32, recs []*kgo.Record) (int, error) {
+func (p *Projector) apply(ctx context.Context, part int32, recs []*kgo.Record, skip error) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	tx, err := p.cfg.Pool.Begin(ctx)
@@ -234,8 +308,10 @@ func (p *Projector) apply(ctx context.Context, part int32, recs []*kgo.Record) (
 	if len(fresh) == 0 {
 		return 0, nil
 	}
-	if err := p.cfg.Apply.Apply(ctx, tx, part, fresh); err != nil {
-		return 0, err
+	if skip == nil {
+		if err := p.cfg.Apply.Apply(ctx, tx, part, fresh); err != nil {
+			return 0, err
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET next_offset = $3, updated_at = now()
 		WHERE projection = $1 AND partition = $2`, p.cfg.Name, part, fresh[len(fresh)-1].Offset+1); err != nil {

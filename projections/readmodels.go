@@ -31,11 +31,11 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 	for _, r := range recs {
 		var env schemas.EventEnvelope
 		if err := json.Unmarshal(r.Value, &env); err != nil {
-			return fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)
+			return &decodeError{fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)}
 		}
 		ev, err := env.Event()
 		if err != nil {
-			return fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)
+			return &decodeError{fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)}
 		}
 		evs = append(evs, decoded{env: env, ev: ev, partition: r.Partition, offset: r.Offset})
 	}
@@ -323,8 +323,8 @@ func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record
 	}
 	for _, r := range recs {
 		var res schemas.Result
-		if err := json.Unmarshal(r.Value, &res); err != nil {
-			return fmt.Errorf("result at %d/%d: %w", r.Partition, r.Offset, err)
+		if err := json.Unmarshal(r.Value, &res); err != nil || res.CommandID == "" {
+			return &decodeError{fmt.Errorf("result at %d/%d: not a result (%v)", r.Partition, r.Offset, err)}
 		}
 		ev, _ := json.Marshal(res.Events)
 		ids = append(ids, res.CommandID)
