@@ -4,7 +4,7 @@ DATA    ?= .logbook
 HTTP    ?= 127.0.0.1:8080
 PKGS    := ./...
 
-.PHONY: run test test-short bench lint ci build tools
+.PHONY: run test test-kafka test-short bench lint ci build tools
 
 ## run: the whole system in one process (embedded Kafka-protocol broker and Postgres)
 run: tools
@@ -13,6 +13,10 @@ run: tools
 ## test: unit, integration (kfake + real Postgres) and end-to-end (the real binary)
 test: tools
 	$(GO) test -count=1 -timeout 40m $(PKGS)
+
+## test-kafka: the same integration and e2e suites on a real 3-node Apache Kafka 4.x (KRaft) cluster, plus broker fault tests
+test-kafka: tools
+	bash deploy/test-kafka.sh
 
 ## test-short: unit tests only
 test-short:

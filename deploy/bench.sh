@@ -1,38 +1,71 @@
 #!/usr/bin/env bash
 # make bench: measures logbook on this machine and rewrites docs/BENCHMARKS.md.
-# Starts `logbook dev` on a fresh temporary data dir (loopback only), drives it
-# with `logbook loadgen`, runs the Go micro-benchmarks, then stops everything.
+# 1. `logbook dev` on its embedded broker (kfake) and embedded Postgres,
+#    driven by `logbook loadgen` (loopback only, bounded).
+# 2. When Java and Maven are present: a real Apache Kafka 4.x broker
+#    (deploy/local/kafka.sh), Kafka's own ProducerPerformance for the raw
+#    append rate, and the same logbook run against that broker, as ratios.
+# 3. The Go micro-benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMMANDS="${BENCH_COMMANDS:-20000}"
 CONCURRENCY="${BENCH_CONCURRENCY:-64}"
 WORKSPACES="${BENCH_WORKSPACES:-50}"
+PERF_RECORDS="${BENCH_PERF_RECORDS:-300000}"
 out=docs/BENCHMARKS.md
 tmp=$(mktemp -d)
-trap 'kill "${pid:-}" 2>/dev/null || true; wait "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+pid=
+cleanup() {
+  [ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+  bash deploy/local/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 go build -o "$tmp/logbook" ./cmd/logbook
-LOGBOOK_ADMIN_KEY= LOGBOOK_DATABASE_URL= LOGBOOK_KAFKA_BROKERS= LOGBOOK_LOG_LEVEL=warn \
-  "$tmp/logbook" dev --data "$tmp/data" --http 127.0.0.1:0 >"$tmp/dev.out" 2>"$tmp/dev.err" &
-pid=$!
-for _ in $(seq 1 300); do grep -q '^ready$' "$tmp/dev.out" && break; sleep 0.2; done
-grep -q '^ready$' "$tmp/dev.out" || { cat "$tmp/dev.err" >&2; exit 1; }
-url=$(sed -n 's/^http: //p' "$tmp/dev.out")
-key=$(sed -n 's/^admin key (shown once, keep it): //p' "$tmp/dev.out")
 
-run_load() { "$tmp/logbook" loadgen --url "$url" --key "$key" --workspaces "$WORKSPACES" --commands "$COMMANDS" --concurrency "$CONCURRENCY" --json; }
-run_load >/dev/null  # warm-up: JIT-free Go, but Postgres caches and Kafka segments warm up
-load=$(run_load)
-kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+# load NAME [ENV...]: runs logbook dev with ENV, a warm-up and a measured
+# loadgen run; leaves the JSON figures in $tmp/NAME.json.
+load() {
+  local name=$1; shift
+  env LOGBOOK_ADMIN_KEY= LOGBOOK_DATABASE_URL= LOGBOOK_KAFKA_BROKERS= LOGBOOK_LOG_LEVEL=warn "$@" \
+    "$tmp/logbook" dev --data "$tmp/$name" --http 127.0.0.1:0 >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  pid=$!
+  for _ in $(seq 1 600); do grep -q '^ready$' "$tmp/$name.out" && break; sleep 0.2; done
+  grep -q '^ready$' "$tmp/$name.out" || { cat "$tmp/$name.err" >&2; exit 1; }
+  local url key
+  url=$(sed -n 's/^http: //p' "$tmp/$name.out")
+  key=$(sed -n 's/^admin key (shown once, keep it): //p' "$tmp/$name.out")
+  run() { "$tmp/logbook" loadgen --url "$url" --key "$key" --workspaces "$WORKSPACES" --commands "$COMMANDS" --concurrency "$CONCURRENCY" --json; }
+  run >/dev/null # warm-up: Postgres caches, broker segments, connection pools
+  run >"$tmp/$name.json"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+}
+field() { python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))[sys.argv[2]], 1))" "$tmp/$1.json" "$2"; }
+
+load kfake
+
+real=""
+if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
+  bootstrap=$(bash deploy/local/kafka.sh start --nodes 1 --dir "$tmp/kafka" | tail -n 1)
+  # Raw append rate: Kafka's own producer, acks=all, records the size of a
+  # logbook command envelope.
+  bash deploy/local/kafka.sh perf --dir "$tmp/kafka" -- --topic bench-raw --num-records "$PERF_RECORDS" \
+    --record-size 400 --throughput -1 --producer-props bootstrap.servers="$bootstrap" acks=all linger.ms=5 \
+    >"$tmp/perf.txt" 2>&1 || true
+  raw=$(grep -E 'records sent' "$tmp/perf.txt" | tail -n 1 | sed -E 's/^[0-9]+ records sent, ([0-9.]+) records\/sec.*/\1/')
+  load real LOGBOOK_KAFKA_BROKERS="$bootstrap"
+  bash deploy/local/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true
+  real=1
+fi
 
 micro=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ 2>/dev/null | grep -E '^Benchmark' || true)
-
-field() { echo "$load" | python3 -c "import json,sys; print(round(json.load(sys.stdin)['$1'], 1))"; }
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 mem=$(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')
 
-cat >"$out" <<MD
+{
+cat <<MD
 # Benchmarks
 
 Regenerate with \`make bench\` (deploy/bench.sh). Figures are from one run on
@@ -41,18 +74,40 @@ absolutes.
 
 - Machine: $(nproc) cores (${cpu:-unknown CPU}), ${mem:-unknown memory}, $(go version | awk '{print $3}')
 - Date: $(date -u +%Y-%m-%d)
-- Setup: \`logbook dev\` (kfake broker with its data dir, embedded Postgres 15 with fsync on), all roles in one process, 6 partitions.
+- Load: \`logbook loadgen --workspaces $WORKSPACES --commands $COMMANDS --concurrency $CONCURRENCY\`
+  (task.create, no Prefer: wait), after one warm-up run, against \`logbook dev\`
+  (all roles in one process, embedded Postgres 15 with fsync on, 6 partitions).
 
-## Commands through \`logbook dev\`
-
-\`logbook loadgen --workspaces $WORKSPACES --commands $COMMANDS --concurrency $CONCURRENCY\` (task.create, no Prefer: wait), after one warm-up run:
+## Commands through \`logbook dev\` on the embedded broker (kfake)
 
 | measure | value |
 |---|---|
-| accepted (202 from the API, appended with acks=all) | $(field accepted_per_s) commands/s |
-| end to end (decided, in Kafka, projected into Postgres) | $(field end_to_end_per_s) commands/s |
-| accept latency p50 / p99 | $(field p50_ms) ms / $(field p99_ms) ms |
-| refused (429/503) / failed | $(field refused) / $(field failed) |
+| accepted (202 from the API, appended with acks=all) | $(field kfake accepted_per_s) commands/s |
+| end to end (decided, in Kafka, projected into Postgres) | $(field kfake end_to_end_per_s) commands/s |
+| accept latency p50 / p99 | $(field kfake p50_ms) ms / $(field kfake p99_ms) ms |
+| refused (429/503) / failed | $(field kfake refused) / $(field kfake failed) |
+MD
+if [ -n "$real" ]; then
+cat <<MD
+
+## Side by side on a real Apache Kafka 4.x broker
+
+One KRaft node on loopback (\`deploy/local/kafka.sh start --nodes 1\`); the
+same \`logbook dev\` pointed at it with \`LOGBOOK_KAFKA_BROKERS\`.
+
+| measure | records/s | ratio to raw append |
+|---|---|---|
+| raw append: \`ProducerPerformance --num-records $PERF_RECORDS --record-size 400 acks=all\` | ${raw:-n/a} | 1 |
+| logbook accepted (HTTP → commands topic) | $(field real accepted_per_s) | $(python3 -c "print(round($(field real accepted_per_s)/${raw:-0}, 3) if ${raw:-0} else 'n/a')") |
+| logbook end to end (→ decider transaction → Postgres) | $(field real end_to_end_per_s) | $(python3 -c "print(round($(field real end_to_end_per_s)/${raw:-0}, 3) if ${raw:-0} else 'n/a')") |
+
+Accept latency p50 / p99 on the real broker: $(field real p50_ms) ms / $(field real p99_ms) ms.
+Each logbook command costs one HTTP request, one acks=all append, one
+transactional decide (event + result + state record + offsets) and one bulk
+projection; the raw producer batches records with no request per record.
+MD
+fi
+cat <<MD
 
 Reference points on this class of machine (from the project brief): a bare
 chi JSON handler serves about 37k req/s; batched Postgres upserts reach 51k
@@ -66,5 +121,6 @@ rows/s; one row per committed transaction 1.8k/s.
 $micro
 \`\`\`
 MD
+} >"$out"
 echo "wrote $out"
 cat "$out"

@@ -17,8 +17,8 @@ import (
 )
 
 // runDev runs every role in one process on an embedded Kafka-protocol broker
-// (kfake, persisted under DIR/kafka) and an embedded Postgres (DIR/postgres,
-// or LOGBOOK_DATABASE_URL when set).
+// (kfake, persisted under DIR/kafka; or LOGBOOK_KAFKA_BROKERS when set) and
+// an embedded Postgres (DIR/postgres, or LOGBOOK_DATABASE_URL when set).
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := baseConfig()
 	if err != nil {
@@ -43,12 +43,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	broker, err := startBroker(abs)
-	if err != nil {
-		return err
+	if len(cfg.Kafka.Brokers) == 0 {
+		broker, err := startBroker(abs)
+		if err != nil {
+			return err
+		}
+		defer broker.Close()
+		cfg.Kafka.Brokers = broker.ListenAddrs()
 	}
-	defer broker.Close()
-	cfg.Kafka.Brokers = broker.ListenAddrs()
 
 	if cfg.DatabaseURL == "" {
 		pgLog, err := os.OpenFile(filepath.Join(abs, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)

@@ -28,6 +28,19 @@ if ! have_pg; then
   fi
 fi
 
+# --java: also Java 17+ and Maven, for the real-Kafka suite (deploy/local/kafka.sh).
+if [ "${1:-}" = "--java" ] && { ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Java and Maven from Debian's packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
+  else
+    echo "the real-Kafka suite needs Java 17+ and Maven on PATH" >&2
+    exit 1
+  fi
+fi
+
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
 fi

@@ -127,16 +127,62 @@ func EnsureTopics(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("kafka: create topic %s: %w", s.name, err)
 		}
 	}
-	details, err := adm.ListTopics(ctx, cfg.Topics().Commands, cfg.Topics().Events, cfg.Topics().Results, cfg.Topics().DeciderState)
-	if err != nil {
-		return fmt.Errorf("kafka: list topics: %w", err)
+	// A new topic takes a moment to reach every broker's metadata; wait
+	// until each partition has a leader so the roles do not start on a
+	// half-created topic.
+	for {
+		err := topicsReady(ctx, adm, cfg)
+		if err == nil {
+			break
+		}
+		var shape *shapeError
+		if errors.As(err, &shape) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: topics not ready: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	for name, d := range details {
+	return nil
+}
+
+// shapeError is a topic whose partition count differs from the config.
+type shapeError struct {
+	topic      string
+	have, want int32
+}
+
+func (e *shapeError) Error() string {
+	return fmt.Sprintf("kafka: topic %s has %d partitions, logbook is configured for %d: every topic must share one partition count", e.topic, e.have, e.want)
+}
+
+func topicsReady(ctx context.Context, adm *kadm.Client, cfg Config) error {
+	t := cfg.Topics()
+	names := []string{t.Commands, t.Events, t.Results, t.DeciderState, t.DLQ}
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		d, ok := details[name]
+		if !ok {
+			return fmt.Errorf("topic %s not in metadata yet", name)
+		}
 		if d.Err != nil {
-			return fmt.Errorf("kafka: topic %s: %w", name, d.Err)
+			return fmt.Errorf("topic %s: %w", name, d.Err)
+		}
+		for _, p := range d.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return fmt.Errorf("topic %s partition %d has no leader yet", name, p.Partition)
+			}
+		}
+		if name == t.DLQ {
+			continue // not co-partitioned: keyed by the original key only
 		}
 		if n := int32(len(d.Partitions)); n != cfg.Partitions {
-			return fmt.Errorf("kafka: topic %s has %d partitions, logbook is configured for %d: every topic must share one partition count", name, n, cfg.Partitions)
+			return &shapeError{name, n, cfg.Partitions}
 		}
 	}
 	return nil

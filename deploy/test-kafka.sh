@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# make test-kafka: the integration and end-to-end suites of the spine against a
+# real three-node Apache Kafka 4.x cluster (KRaft, loopback), plus the broker
+# and process fault tests that need one. The broker is chosen by
+# configuration (LOGBOOK_TEST_KAFKA_BROKERS), not by copied tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/local/ensure-tools.sh --java
+dir=$(mktemp -d "${TMPDIR:-/tmp}/logbook-kafka-test.XXXXXX")
+cleanup() { bash deploy/local/kafka.sh stop --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+bootstrap=$(bash deploy/local/kafka.sh start --nodes 3 --dir "$dir" | tail -n 1)
+echo "real broker: $bootstrap" >&2
+export LOGBOOK_TEST_KAFKA_BROKERS="$bootstrap"
+export LOGBOOK_TEST_KAFKA_CLUSTER_DIR="$dir"
+
+# Dev-mode tests always use the embedded broker and already ran in `make
+# test`; here run everything that talks to the configured broker.
+show() { grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|figures:|serve kill test:' || true; }
+go test -count=1 -timeout 40m -v ./consumers/... ./projections/... 2>&1 | tee "$dir/integration.log" | show
+go test -count=1 -timeout 40m -v -run 'Serve|Backlog|Faults|Fenced' ./cmd/logbook/ 2>&1 | tee "$dir/e2e.log" | show
