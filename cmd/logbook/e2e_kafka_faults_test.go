@@ -287,6 +287,9 @@ func TestPausedDeciderIsFenced(t *testing.T) {
 	close(stop)
 	<-done
 	checkExactlyOnce(t, c, env, l)
+	zlog := zombie.stderr.String()
+	fmt.Printf("zombie after resume: aborted=%v failed=%v\n",
+		strings.Contains(zlog, "transaction aborted"), strings.Contains(zlog, "transaction failed"))
 	zombie.kill()
 	successor.stop()
 	api.stop()

@@ -169,6 +169,7 @@ func (d *Decider) Run(ctx context.Context) error {
 		if !committed {
 			// A rebalance aborted the transaction: the session rewound to
 			// the committed offsets, so state built since then is void.
+			log.Warn("transaction aborted by a rebalance or fencing; state reset")
 			d.resetState()
 		}
 	}
