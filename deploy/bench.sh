@@ -29,7 +29,8 @@ go build -o "$tmp/logbook" ./cmd/logbook
 # loadgen run; leaves the JSON figures in $tmp/NAME.json.
 load() {
   local name=$1; shift
-  env LOGBOOK_ADMIN_KEY= LOGBOOK_DATABASE_URL= LOGBOOK_KAFKA_BROKERS= LOGBOOK_LOG_LEVEL=warn "$@" \
+  # The per-key rate limit is off: one loadgen key would measure the limiter.
+  env LOGBOOK_ADMIN_KEY= LOGBOOK_DATABASE_URL= LOGBOOK_KAFKA_BROKERS= LOGBOOK_LOG_LEVEL=warn LOGBOOK_RATE_PER_KEY=-1 "$@" \
     "$tmp/logbook" dev --data "$tmp/$name" --http 127.0.0.1:0 >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pid=$!
   for _ in $(seq 1 600); do grep -q '^ready$' "$tmp/$name.out" && break; sleep 0.2; done
@@ -51,10 +52,12 @@ if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
   bootstrap=$(bash deploy/local/kafka.sh start --nodes 1 --dir "$tmp/kafka" | tail -n 1)
   # Raw append rate: Kafka's own producer, acks=all, records the size of a
   # logbook command envelope.
-  bash deploy/local/kafka.sh perf --dir "$tmp/kafka" -- --topic bench-raw --num-records "$PERF_RECORDS" \
-    --record-size 400 --throughput -1 --producer-props bootstrap.servers="$bootstrap" acks=all linger.ms=5 \
+  bash deploy/local/kafka.sh tool --dir "$tmp/kafka" -- org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
+    --create --topic bench-raw --partitions 6 --replication-factor 1 >/dev/null
+  timeout 600 bash deploy/local/kafka.sh perf --dir "$tmp/kafka" -- --topic bench-raw --num-records "$PERF_RECORDS" \
+    --record-size 400 --throughput -1 --command-property bootstrap.servers="$bootstrap" acks=all linger.ms=5 \
     >"$tmp/perf.txt" 2>&1 || true
-  raw=$(grep -E 'records sent' "$tmp/perf.txt" | tail -n 1 | sed -E 's/^[0-9]+ records sent, ([0-9.]+) records\/sec.*/\1/')
+  raw=$(grep -E 'records sent' "$tmp/perf.txt" | tail -n 1 | sed -E 's/^[0-9]+ records sent, ([0-9]+)[0-9.]* records\/sec.*/\1/')
   load real LOGBOOK_KAFKA_BROKERS="$bootstrap"
   bash deploy/local/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true
   real=1
@@ -76,7 +79,8 @@ absolutes.
 - Date: $(date -u +%Y-%m-%d)
 - Load: \`logbook loadgen --workspaces $WORKSPACES --commands $COMMANDS --concurrency $CONCURRENCY\`
   (task.create, no Prefer: wait), after one warm-up run, against \`logbook dev\`
-  (all roles in one process, embedded Postgres 15 with fsync on, 6 partitions).
+  (all roles in one process, embedded Postgres 15 with fsync on, 6 partitions,
+  per-key rate limit off so one loadgen key measures the system, not the limiter).
 
 ## Commands through \`logbook dev\` on the embedded broker (kfake)
 
@@ -101,7 +105,8 @@ same \`logbook dev\` pointed at it with \`LOGBOOK_KAFKA_BROKERS\`.
 | logbook accepted (HTTP → commands topic) | $(field real accepted_per_s) | $(python3 -c "print(round($(field real accepted_per_s)/${raw:-0}, 3) if ${raw:-0} else 'n/a')") |
 | logbook end to end (→ decider transaction → Postgres) | $(field real end_to_end_per_s) | $(python3 -c "print(round($(field real end_to_end_per_s)/${raw:-0}, 3) if ${raw:-0} else 'n/a')") |
 
-Accept latency p50 / p99 on the real broker: $(field real p50_ms) ms / $(field real p99_ms) ms.
+Accept latency p50 / p99 on the real broker: $(field real p50_ms) ms / $(field real p99_ms) ms;
+refused (429/503) / failed: $(field real refused) / $(field real failed).
 Each logbook command costs one HTTP request, one acks=all append, one
 transactional decide (event + result + state record + offsets) and one bulk
 projection; the raw producer batches records with no request per record.

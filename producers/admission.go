@@ -23,7 +23,7 @@ type AdmissionConfig struct {
 	// are refused, default 50,000: the log absorbs bursts up to there.
 	MaxLag int64
 	// Rate and Burst limit each principal's commands per second, default
-	// 2,000 and 4,000. Rate < 0 disables the per-principal limit.
+	// 5,000 and 10,000. Rate < 0 disables the per-principal limit.
 	Rate  float64
 	Burst int
 	// MaxPrincipals bounds the limiter table, default 10,000.
@@ -45,10 +45,10 @@ func NewAdmission(cfg AdmissionConfig, lag LagSource) *Admission {
 		cfg.MaxLag = 50_000
 	}
 	if cfg.Rate == 0 {
-		cfg.Rate = 2000
+		cfg.Rate = 5000
 	}
 	if cfg.Burst <= 0 {
-		cfg.Burst = 4000
+		cfg.Burst = 10000
 	}
 	if cfg.MaxPrincipals <= 0 {
 		cfg.MaxPrincipals = 10_000

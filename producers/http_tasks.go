@@ -20,21 +20,11 @@ type taskRequest struct {
 }
 
 func (a *API) createTask(w http.ResponseWriter, r *http.Request) {
-	ws, err := pathID(r, "ws")
-	if err != nil {
-		httpapi.WriteError(w, r, a.cfg.Logger, err)
-		return
-	}
 	var body taskRequest
-	cmdID, keyed, ok := a.begin(w, r, &body)
-	if !ok {
-		return
-	}
-	id := newID(cmdID, keyed, "task")
-	a.submit(w, r, cmdID, keyed, submission{typ: domain.CmdTaskCreate, workspaceID: ws, created: true,
-		ids: map[string]string{"task_id": id},
-		payload: &domain.TaskCreateCmd{TaskID: id, Title: body.Title, Input: body.Input,
-			Priority: body.Priority, Assignee: body.Assignee}})
+	a.createIn(w, r, &body, domain.CmdTaskCreate, "task", func(id string) any {
+		return &domain.TaskCreateCmd{TaskID: id, Title: body.Title, Input: body.Input,
+			Priority: body.Priority, Assignee: body.Assignee}
+	})
 }
 
 // taskCommand handles the routes that act on one task. body is the request

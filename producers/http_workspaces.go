@@ -92,19 +92,26 @@ type agentRequest struct {
 }
 
 func (a *API) registerAgent(w http.ResponseWriter, r *http.Request) {
+	var body agentRequest
+	a.createIn(w, r, &body, domain.CmdWorkspaceRegisterAgent, "agent", func(id string) any {
+		return &domain.WorkspaceRegisterAgentCmd{AgentID: id, Name: body.Name, Role: body.Role,
+			Model: body.Model, Instructions: body.Instructions}
+	})
+}
+
+// createIn handles the routes that create an entity inside a workspace: the
+// server names the entity (kind + "_id") and echoes its id.
+func (a *API) createIn(w http.ResponseWriter, r *http.Request, body any, typ, kind string, payload func(id string) any) {
 	ws, err := pathID(r, "ws")
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
-	var body agentRequest
-	cmdID, keyed, ok := a.begin(w, r, &body)
+	cmdID, keyed, ok := a.begin(w, r, body)
 	if !ok {
 		return
 	}
-	id := newID(cmdID, keyed, "agent")
-	a.submit(w, r, cmdID, keyed, submission{typ: domain.CmdWorkspaceRegisterAgent, workspaceID: ws, created: true,
-		ids: map[string]string{"agent_id": id},
-		payload: &domain.WorkspaceRegisterAgentCmd{AgentID: id, Name: body.Name, Role: body.Role,
-			Model: body.Model, Instructions: body.Instructions}})
+	id := newID(cmdID, keyed, kind)
+	a.submit(w, r, cmdID, keyed, submission{typ: typ, workspaceID: ws, created: true,
+		ids: map[string]string{kind + "_id": id}, payload: payload(id)})
 }

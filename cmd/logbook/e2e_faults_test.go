@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/logbook-dev/logbook/internal/pgtest"
 )
 
-const testKey = "lbk_test-admin-key-0123456789"
-
 // TestKafkaOutageIsReadOnly: with the log unreachable, commands get 503 +
 // Retry-After at once and queries keep serving from Postgres.
 func TestKafkaOutageIsReadOnly(t *testing.T) {
@@ -22,13 +19,7 @@ func TestKafkaOutageIsReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	env := []string{
-		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(cluster.ListenAddrs(), ","),
-		"LOGBOOK_PARTITIONS=2",
-		"LOGBOOK_DATABASE_URL=" + pgtest.URL(t),
-		"LOGBOOK_ADMIN_KEY=" + testKey,
-		"LOGBOOK_LOG_LEVEL=error",
-	}
+	env := serveEnv(cluster.ListenAddrs(), "logbook.", pgtest.URL(t), 2, "LOGBOOK_LOG_LEVEL=error")
 	p := start(t, env, "serve", "--http", "127.0.0.1:0")
 	c := newClient(t, p.URL, testKey)
 	ws := c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "before"}, wait, "wait=10").str("workspace_id")
@@ -68,13 +59,7 @@ func TestPostgresOutageKeepsAcceptingCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	env := []string{
-		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(cluster.ListenAddrs(), ","),
-		"LOGBOOK_PARTITIONS=2",
-		"LOGBOOK_DATABASE_URL=" + srv.URL(),
-		"LOGBOOK_ADMIN_KEY=" + testKey,
-		"LOGBOOK_LOG_LEVEL=error",
-	}
+	env := serveEnv(cluster.ListenAddrs(), "logbook.", srv.URL(), 2, "LOGBOOK_LOG_LEVEL=error")
 	p := start(t, env, "serve", "--http", "127.0.0.1:0")
 	c := newClient(t, p.URL, testKey)
 	ws := c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "pg"}, wait, "wait=10").str("workspace_id")

@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/internal/pgtest"
 )
 
@@ -238,4 +240,27 @@ func parallel(n, workers int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+const testKey = "lbk_test-admin-key-0123456789"
+
+// serveEnv is the environment of a `logbook serve` process on the given
+// broker and database; extra entries override.
+func serveEnv(brokers []string, prefix, dbURL string, partitions int, extra ...string) []string {
+	env := []string{
+		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(brokers, ","),
+		"LOGBOOK_TOPIC_PREFIX=" + prefix,
+		"LOGBOOK_PARTITIONS=" + strconv.Itoa(partitions),
+		"LOGBOOK_DATABASE_URL=" + dbURL,
+		"LOGBOOK_ADMIN_KEY=" + testKey,
+		"LOGBOOK_LOG_LEVEL=warn",
+	}
+	return append(env, extra...)
+}
+
+// clusterEnv is serveEnv on the test broker (kfake or the real one) with
+// its own topic prefix and a fresh database.
+func clusterEnv(t *testing.T, partitions int, extra ...string) []string {
+	cfg := kafkatest.Config(t, int32(partitions))
+	return serveEnv(cfg.Brokers, cfg.Prefix, pgtest.URL(t), partitions, extra...)
 }

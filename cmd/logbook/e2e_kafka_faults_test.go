@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/logbook-dev/logbook/internal/kafkatest"
-	"github.com/logbook-dev/logbook/internal/pgtest"
 )
 
 // clusterDir is the deploy/local/kafka.sh directory of a running three-node
@@ -46,18 +45,6 @@ func restartNode(t *testing.T, dir string, node int) {
 	out, err := exec.Command("bash", filepath.Join(dir, fmt.Sprintf("node%d", node), "start.sh")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("restart broker %d: %v\n%s", node, err, out)
-	}
-}
-
-func clusterEnv(t *testing.T, partitions int) []string {
-	cfg := kafkatest.Config(t, int32(partitions))
-	return []string{
-		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(cfg.Brokers, ","),
-		"LOGBOOK_TOPIC_PREFIX=" + cfg.Prefix,
-		"LOGBOOK_PARTITIONS=" + strconv.Itoa(partitions),
-		"LOGBOOK_DATABASE_URL=" + pgtest.URL(t),
-		"LOGBOOK_ADMIN_KEY=" + testKey,
-		"LOGBOOK_LOG_LEVEL=warn",
 	}
 }
 

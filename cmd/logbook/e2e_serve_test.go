@@ -8,9 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/logbook-dev/logbook/internal/kafkatest"
-	"github.com/logbook-dev/logbook/internal/pgtest"
 )
 
 // TestServeProcessesShareWorkAndSurviveAKill runs one API process and two
@@ -18,19 +15,11 @@ import (
 // mid-run, and checks that every command has exactly one outcome and every
 // event is in the log and the read models exactly once.
 func TestServeProcessesShareWorkAndSurviveAKill(t *testing.T) {
-	cfg := kafkatest.Config(t, 6)
-	env := []string{
-		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(cfg.Brokers, ","),
-		"LOGBOOK_TOPIC_PREFIX=" + cfg.Prefix,
-		"LOGBOOK_PARTITIONS=6",
-		"LOGBOOK_DATABASE_URL=" + pgtest.URL(t),
-		"LOGBOOK_ADMIN_KEY=lbk_test-admin-key-0123456789",
-		"LOGBOOK_LOG_LEVEL=warn",
-	}
+	env := clusterEnv(t, 6)
 	api := start(t, env, "serve", "--roles", "api", "--http", "127.0.0.1:0")
 	w1 := start(t, env, "serve", "--roles", "decider,projector")
 	w2 := start(t, env, "serve", "--roles", "decider,projector")
-	c := newClient(t, api.URL, "lbk_test-admin-key-0123456789")
+	c := newClient(t, api.URL, testKey)
 
 	const nWS = 12
 	spaces := make([]string, nWS)
@@ -130,18 +119,9 @@ func TestServeProcessesShareWorkAndSurviveAKill(t *testing.T) {
 // 429 with Retry-After instead of accepting more, and admits again once a
 // decider has drained the backlog. Nothing accepted is lost.
 func TestBacklogAnswers429UntilTheDeciderCatchesUp(t *testing.T) {
-	cfg := kafkatest.Config(t, 2)
-	env := []string{
-		"LOGBOOK_KAFKA_BROKERS=" + strings.Join(cfg.Brokers, ","),
-		"LOGBOOK_TOPIC_PREFIX=" + cfg.Prefix,
-		"LOGBOOK_PARTITIONS=2",
-		"LOGBOOK_DATABASE_URL=" + pgtest.URL(t),
-		"LOGBOOK_ADMIN_KEY=lbk_test-admin-key-0123456789",
-		"LOGBOOK_MAX_COMMAND_LAG=20",
-		"LOGBOOK_LOG_LEVEL=warn",
-	}
+	env := clusterEnv(t, 2, "LOGBOOK_MAX_COMMAND_LAG=20")
 	api := start(t, env, "serve", "--roles", "api,projector", "--http", "127.0.0.1:0")
-	c := newClient(t, api.URL, "lbk_test-admin-key-0123456789")
+	c := newClient(t, api.URL, testKey)
 
 	var accepted []string
 	refused := 0
