@@ -83,6 +83,10 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 	p := &Projector{cfg: cfg}
 	cl, err := kgo.NewClient(append(cfg.Kafka.Opts(),
 		kgo.ConsumerGroup("logbook-projection-"+cfg.Name),
+		// A dead member's partitions move after 10s, not kgo's default 45s:
+		// the read models must not stall that long behind a crashed process.
+		kgo.SessionTimeout(10*time.Second),
+		kgo.RebalanceTimeout(30*time.Second),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),

@@ -121,7 +121,10 @@ func checkExactlyOnce(t *testing.T, c *client, env []string, l *loadClient) {
 			seen := map[string]bool{}
 			after := 0
 			for {
-				r := c.must(200, "GET", fmt.Sprintf("/v1/workspaces/%s/events?limit=500&after_seq=%d", ws, after), nil)
+				r := c.do("GET", fmt.Sprintf("/v1/workspaces/%s/events?limit=500&after_seq=%d", ws, after), nil)
+				if r.Status != 200 {
+					return false // not projected yet
+				}
 				evs := r.Body["events"].([]any)
 				for _, e := range evs {
 					m := e.(map[string]any)

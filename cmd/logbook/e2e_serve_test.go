@@ -73,11 +73,17 @@ func TestServeProcessesShareWorkAndSurviveAKill(t *testing.T) {
 			t.Errorf("command %s: %s", cmds[i], r.Raw)
 		}
 	})
+	if notAccepted.Load() > 0 {
+		t.Logf("surviving worker's log:\n%s\napi log:\n%s", w2.stderr.String(), api.stderr.String())
+	}
 	// Every workspace's trail: gapless, each task created exactly once.
 	created := 0
 	for _, ws := range spaces {
 		eventually(t, 90*time.Second, "trail of "+ws, func() bool {
-			r := c.must(200, "GET", "/v1/workspaces/"+ws+"/events?limit=500", nil)
+			r := c.do("GET", "/v1/workspaces/"+ws+"/events?limit=500", nil)
+			if r.Status != 200 {
+				return false // not projected yet
+			}
 			evs := r.Body["events"].([]any)
 			seen := map[string]bool{}
 			for i, e := range evs {
