@@ -39,6 +39,9 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 		}
 		evs = append(evs, decoded{env: env, ev: ev, partition: r.Partition, offset: r.Offset})
 	}
+	if err := verifyChains(ctx, tx, evs); err != nil {
+		return err
+	}
 	if err := copyTrail(ctx, tx, evs); err != nil {
 		return fmt.Errorf("event trail: %w", err)
 	}
@@ -52,6 +55,45 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 		return fmt.Errorf("erasure: %w", err)
 	}
 	return applyUsage(ctx, tx, evs)
+}
+
+// verifyChains refuses events that do not extend their workspace's hash
+// chain as stored: a forged or replayed record never reaches the read models
+// (it goes to the dead-letter topic instead).
+func verifyChains(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+	chains := map[string]schemas.Chain{}
+	var ids []string
+	for _, d := range evs {
+		if _, ok := chains[d.env.WorkspaceID]; !ok {
+			chains[d.env.WorkspaceID] = schemas.Chain{}
+			ids = append(ids, d.env.WorkspaceID)
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (workspace_id) workspace_id, seq, hash FROM events
+		WHERE workspace_id = ANY($1) ORDER BY workspace_id, seq DESC`, ids)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var ws string
+		var c schemas.Chain
+		if err := rows.Scan(&ws, &c.Seq, &c.Hash); err != nil {
+			rows.Close()
+			return err
+		}
+		chains[ws] = c
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, d := range evs {
+		next, err := schemas.Verify(chains[d.env.WorkspaceID], d.env)
+		if err != nil {
+			return &decodeError{fmt.Errorf("event at %d/%d: %w", d.partition, d.offset, err)}
+		}
+		chains[d.env.WorkspaceID] = next
+	}
+	return nil
 }
 
 func copyTrail(ctx context.Context, tx pgx.Tx, evs []decoded) error {
