@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -407,6 +408,31 @@ func TestBadInputGetsPreciseProblems(t *testing.T) {
 	})
 	if strings.Contains(p.stderr.String(), p.Key) {
 		t.Fatal("the admin key reached a log line")
+	}
+	p.stop()
+}
+
+// TestLoadgenReportsWhatItSent keeps `make bench` honest: loadgen's figures
+// add up and every accepted command reaches the read models.
+func TestLoadgenReportsWhatItSent(t *testing.T) {
+	p := startDev(t, t.TempDir())
+	out, err := exec.Command(binary, "loadgen", "--url", p.URL, "--key", p.Key, "--workspaces", "3",
+		"--commands", "300", "--concurrency", "8", "--json", "--timeout", "2m").Output()
+	if err != nil {
+		t.Fatalf("loadgen: %v\n%s", err, out)
+	}
+	var res map[string]float64
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("loadgen output %q: %v", out, err)
+	}
+	if res["accepted"]+res["refused"]+res["failed"] != 300 || res["accepted"] == 0 || res["failed"] != 0 {
+		t.Fatalf("loadgen figures do not add up: %v", res)
+	}
+	if res["end_to_end_per_s"] <= 0 || res["end_to_end_per_s"] > res["accepted_per_s"] {
+		t.Fatalf("end-to-end rate %v must be positive and at most the accepted rate %v", res["end_to_end_per_s"], res["accepted_per_s"])
+	}
+	if out, err := exec.Command(binary, "loadgen", "--url", "http://10.0.0.1:8080", "--key", "k").CombinedOutput(); err == nil {
+		t.Fatalf("loadgen must refuse non-loopback targets: %s", out)
 	}
 	p.stop()
 }
