@@ -229,6 +229,16 @@ func (q *Queries) getTask(w http.ResponseWriter, r *http.Request) {
 	q.fail(w, r, err)
 }
 
+// workspacePage reads what every list route takes: the workspace id and
+// the page size.
+func workspacePage(r *http.Request) (ws string, limit int, err error) {
+	if ws, err = uuidParam(r, "ws"); err != nil {
+		return "", 0, err
+	}
+	limit, err = pageSize(r)
+	return ws, limit, err
+}
+
 // pageSize reads ?limit=, 1..MaxPageSize.
 func pageSize(r *http.Request) (int, error) {
 	s := r.URL.Query().Get("limit")
@@ -250,12 +260,7 @@ var taskStatuses = map[string]bool{
 // listTasks pages by task id (UUIDv7: creation order); the cursor is the
 // last id of the previous page.
 func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
-	ws, err := uuidParam(r, "ws")
-	if err != nil {
-		q.fail(w, r, err)
-		return
-	}
-	limit, err := pageSize(r)
+	ws, limit, err := workspacePage(r)
 	if err != nil {
 		q.fail(w, r, err)
 		return
@@ -308,12 +313,7 @@ type EventView struct {
 }
 
 func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
-	ws, err := uuidParam(r, "ws")
-	if err != nil {
-		q.fail(w, r, err)
-		return
-	}
-	limit, err := pageSize(r)
+	ws, limit, err := workspacePage(r)
 	if err != nil {
 		q.fail(w, r, err)
 		return
