@@ -52,6 +52,9 @@ func (o *Outcomes) Run(ctx context.Context) {
 			return
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
+			if id := schemas.Header(r, schemas.HeaderCommandID); id != "" && !o.waiting(id) {
+				return
+			}
 			var res schemas.Result
 			if err := json.Unmarshal(r.Value, &res); err != nil {
 				o.log.Warn("undecodable result", "partition", r.Partition, "offset", r.Offset)
@@ -66,6 +69,12 @@ func (o *Outcomes) Run(ctx context.Context) {
 			}
 		})
 	}
+}
+
+func (o *Outcomes) waiting(commandID string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.waiters[commandID]) > 0
 }
 
 // Watch registers interest in a command's outcome; call cancel when done.

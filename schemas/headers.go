@@ -16,6 +16,9 @@ const (
 	HeaderTime        = "ce_time"
 	HeaderSubject     = "ce_subject"
 	HeaderContentType = "content-type"
+	// HeaderCommandID on a result record names its command, so readers
+	// waiting for one outcome skip the others without decoding them.
+	HeaderCommandID = "logbook_command_id"
 )
 
 // EventHeaders are the CloudEvents headers of an event record.

@@ -268,7 +268,8 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 		}
 		if res != nil {
 			val, _ := json.Marshal(res)
-			produce(&kgo.Record{Topic: d.topics.Results, Partition: r.Partition, Key: []byte(res.WorkspaceID), Value: val})
+			produce(&kgo.Record{Topic: d.topics.Results, Partition: r.Partition, Key: []byte(res.WorkspaceID), Value: val,
+				Headers: []kgo.RecordHeader{{Key: schemas.HeaderCommandID, Value: []byte(res.CommandID)}}})
 		}
 	})
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
