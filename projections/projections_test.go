@@ -68,7 +68,12 @@ func setup(t *testing.T) *env {
 func run(t *testing.T, fn func(context.Context) error, closeFn func()) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = fn(ctx) }()
+	go func() {
+		defer close(done)
+		if err := fn(ctx); err != nil {
+			t.Errorf("role stopped: %v", err)
+		}
+	}()
 	stopped := false
 	stop := func() {
 		if !stopped {

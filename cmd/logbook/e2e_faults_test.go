@@ -70,10 +70,11 @@ func TestPostgresOutageKeepsAcceptingCommands(t *testing.T) {
 	eventually(t, 30*time.Second, "queries_degraded status", func() bool {
 		return c.must(200, "GET", "/v1/status", nil).str("level") == "queries_degraded"
 	})
-	var tasks []string
+	var tasks, cmds []string
 	for i := 0; i < 10; i++ {
 		r := c.must(202, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "while pg is down"})
 		tasks = append(tasks, r.str("task_id"))
+		cmds = append(cmds, r.str("command_id"))
 	}
 	if r := c.do("GET", "/v1/workspaces/"+ws, nil); r.Status != 503 || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("query during outage: %d %s", r.Status, r.Raw)
@@ -88,5 +89,23 @@ func TestPostgresOutageKeepsAcceptingCommands(t *testing.T) {
 			return c.do("GET", "/v1/workspaces/"+ws+"/tasks/"+id, nil).Status == 200
 		})
 	}
+	for _, id := range cmds {
+		if r := outcome(t, c, id); r.str("status") != "accepted" {
+			t.Fatalf("command %s after recovery: %s", id, r.Raw)
+		}
+	}
+	eventually(t, 30*time.Second, "gapless trail after recovery", func() bool {
+		r := c.do("GET", "/v1/workspaces/"+ws+"/events", nil)
+		if r.Status != 200 {
+			return false
+		}
+		evs := r.Body["events"].([]any)
+		for i, e := range evs {
+			if int(e.(map[string]any)["seq"].(float64)) != i+1 {
+				t.Fatalf("gap in the trail after recovery at %d", i)
+			}
+		}
+		return len(evs) == 11
+	})
 	p.stop()
 }

@@ -173,7 +173,8 @@ func (c *client) do(method, path string, body any, headers ...string) response {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Errorf("%s %s: %v", method, path, err)
+		return response{}
 	}
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
@@ -186,7 +187,9 @@ func (c *client) do(method, path string, body any, headers ...string) response {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
+		// Errorf, not Fatalf: do runs on worker goroutines too.
+		c.t.Errorf("%s %s: %v", method, path, err)
+		return response{}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)

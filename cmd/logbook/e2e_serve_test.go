@@ -138,6 +138,9 @@ func TestBacklogAnswers429UntilTheDeciderCatchesUp(t *testing.T) {
 			accepted = append(accepted, r.str("command_id"))
 		case 429:
 			refused++
+			if r.str("code") != "backlog" {
+				t.Fatalf("429 for another reason than the backlog: %s", r.Raw)
+			}
 			if r.Header.Get("Retry-After") == "" || r.Header.Get("Content-Type") != "application/problem+json" {
 				t.Fatalf("429 without Retry-After or problem: %v %s", r.Header, r.Raw)
 			}
@@ -150,6 +153,9 @@ func TestBacklogAnswers429UntilTheDeciderCatchesUp(t *testing.T) {
 		t.Fatalf("backlog never refused: accepted %d, refused %d\n%s\n%s", len(accepted), refused, c.do("GET", "/v1/status", nil).Raw, api.stderr.String())
 	}
 
+	if d, ok := c.must(200, "GET", "/v1/status", nil).Body["decider"].(map[string]any); !ok || d["lag"].(float64) < 20 {
+		t.Fatalf("status does not show the backlog: %v", d)
+	}
 	dec := start(t, env, "serve", "--roles", "decider")
 	for _, id := range accepted {
 		if r := outcomeNoFatal(c, id); r.str("status") != "accepted" {

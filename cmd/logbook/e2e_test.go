@@ -143,7 +143,8 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 		t.FailNow()
 	}
 
-	// Every task reads back with the right state (paging through each workspace).
+	// Every task reads back with the right state (paging through each
+	// workspace) once the read models have caught up.
 	got := map[string]string{}
 	for _, s := range spaces {
 		eventually(t, 60*time.Second, "tasks of "+s.id, func() bool {
@@ -156,7 +157,11 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 				}
 				for _, v := range r.Body["tasks"].([]any) {
 					m := v.(map[string]any)
-					got[m["id"].(string)] = m["status"].(string)
+					id, st := m["id"].(string), m["status"].(string)
+					got[id] = st
+					if st != want[id] {
+						return false
+					}
 					n++
 				}
 				next, _ := r.Body["next_cursor"].(string)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
@@ -49,7 +50,12 @@ func (h *harness) startDecider() (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if err := d.Run(ctx); err != nil {
+			h.t.Errorf("decider: %v", err)
+		}
+	}()
 	return func() { cancel(); d.Close(); <-done }
 }
 
@@ -83,6 +89,50 @@ func read[T any](h *harness, topic string, done func([]T) bool) []T {
 			h.t.Fatalf("timed out reading %s: have %d records", topic, len(out))
 		}
 		f.EachRecord(func(r *kgo.Record) {
+			var v T
+			if err := json.Unmarshal(r.Value, &v); err != nil {
+				h.t.Fatalf("decode %s: %v", topic, err)
+			}
+			out = append(out, v)
+		})
+	}
+	return out
+}
+
+// readAll reads a topic up to its end offsets as of now (read_committed).
+func readAll[T any](h *harness, topic string) []T {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(h.cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	// Offsets count transaction markers too: read until every partition's
+	// position passes its end offset.
+	cl, err := kgo.NewClient(append(h.cfg.Opts(), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords())...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	next := map[int32]int64{}
+	done := func() bool {
+		ok := true
+		ends.Each(func(o kadm.ListedOffset) { ok = ok && next[o.Partition] >= o.Offset })
+		return ok
+	}
+	var out []T
+	for !done() {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			h.t.Fatalf("timed out reading %s to its end", topic)
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			next[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
 			var v T
 			if err := json.Unmarshal(r.Value, &v); err != nil {
 				h.t.Fatalf("decode %s: %v", topic, err)
@@ -133,9 +183,7 @@ func TestDeciderWritesChainedEventsAndRestoresState(t *testing.T) {
 		t.Fatalf("want 1 conflict and 1 not_found, got %d and %d: %+v", conflicts, notFound, results)
 	}
 
-	events := read(h, h.cfg.Topics().Events, atLeast[schemas.EventEnvelope](3))
-	time.Sleep(300 * time.Millisecond) // nothing more must come
-	events = read(h, h.cfg.Topics().Events, atLeast[schemas.EventEnvelope](len(events)))
+	events := readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events)
 	if len(events) != 3 {
 		t.Fatalf("want 3 events (2 workspaces, 1 task), got %d", len(events))
 	}
@@ -163,15 +211,25 @@ func TestDeciderWritesChainedEventsAndRestoresState(t *testing.T) {
 
 	results = read(h, h.cfg.Topics().Results, atLeast[schemas.Result](9))
 	var last schemas.Result
+	creates := 0
 	for _, r := range results {
 		if r.CommandID == assign {
 			last = r
 		}
+		if r.CommandID == createTask {
+			creates++
+			if r.Status != schemas.ResultAccepted || r.AggregateID != task {
+				t.Fatalf("redelivered create after restore must get the first outcome: %+v", r)
+			}
+		}
+	}
+	if creates != 3 {
+		t.Fatalf("want 3 outcomes of the create (first, redelivery, after restore), got %d", creates)
 	}
 	if last.Status != schemas.ResultAccepted {
 		t.Fatalf("assign after restore: %+v", last)
 	}
-	events = read(h, h.cfg.Topics().Events, atLeast[schemas.EventEnvelope](5))
+	events = readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events)
 	chains = map[string]schemas.Chain{}
 	for _, e := range events {
 		next, err := schemas.Verify(chains[e.WorkspaceID], e)
@@ -201,7 +259,7 @@ func TestDeciderRejectsUndecodablePayloadWithField(t *testing.T) {
 	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](2))
 	for _, r := range results {
 		if r.CommandID == bad {
-			if r.Status != schemas.ResultRejected || r.Code != domain.CodeInvalid {
+			if r.Status != schemas.ResultRejected || r.Code != domain.CodeInvalid || r.Field != "payload" || !strings.Contains(r.Reason, "bogus") {
 				t.Fatalf("want invalid rejection, got %+v", r)
 			}
 			return
@@ -226,7 +284,9 @@ func TestDeciderRefusesToOutgrowAStateRecord(t *testing.T) {
 	h.send(last, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "still alive"})
 	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](16))
 	var accepted, refused int
+	sawLast := false
 	for _, r := range results {
+		sawLast = sawLast || r.CommandID == last
 		switch {
 		case r.CommandType != domain.CmdWorkspaceRegisterAgent:
 		case r.Status == schemas.ResultAccepted:
@@ -237,6 +297,9 @@ func TestDeciderRefusesToOutgrowAStateRecord(t *testing.T) {
 		if r.CommandID == last && r.Status != schemas.ResultAccepted {
 			t.Fatalf("decider stuck after a refusal: %+v", r)
 		}
+	}
+	if !sawLast {
+		t.Fatal("no outcome for the command after the refusals")
 	}
 	if accepted < 10 || refused == 0 || accepted+refused != 14 {
 		t.Fatalf("accepted %d, refused %d of 14 large agents", accepted, refused)
