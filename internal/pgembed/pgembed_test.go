@@ -123,7 +123,7 @@ func TestRestartKeepsData(t *testing.T) {
 func TestSecondStartSameDirFails(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pg")
 	s := start(t, Config{Dir: dir})
-	_, err := Start(context.Background(), Config{Dir: dir})
+	_, err := startOrStop(Start(context.Background(), Config{Dir: dir}))
 	if !errors.Is(err, ErrDirInUse) {
 		t.Fatalf("second Start: err = %v, want ErrDirInUse", err)
 	}
@@ -201,7 +201,7 @@ func TestStartErrorIncludesLog(t *testing.T) {
 	defer l.Close()
 	dir := filepath.Join(t.TempDir(), "pg")
 	var logBuf strings.Builder
-	_, err = Start(context.Background(), Config{Dir: dir, Port: l.Addr().(*net.TCPAddr).Port, Log: &logBuf})
+	_, err = startOrStop(Start(context.Background(), Config{Dir: dir, Port: l.Addr().(*net.TCPAddr).Port, Log: &logBuf}))
 	if err == nil || !strings.Contains(err.Error(), "Address already in use") {
 		t.Fatalf("err = %v", err)
 	}
@@ -218,7 +218,7 @@ func TestStartRejectsForeignDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "precious.txt"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Start(context.Background(), Config{Dir: dir})
+	_, err := startOrStop(Start(context.Background(), Config{Dir: dir}))
 	if err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("err = %v", err)
 	}
@@ -237,7 +237,7 @@ func TestStartCanceled(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pg")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Start(ctx, Config{Dir: dir}); err == nil {
+	if _, err := startOrStop(Start(ctx, Config{Dir: dir})); err == nil {
 		t.Fatal("Start with canceled ctx: want error")
 	}
 	// A canceled initdb leaves an empty, reusable directory.
@@ -249,10 +249,20 @@ func TestStartCanceled(t *testing.T) {
 	// Cancel while waiting for readiness of an existing cluster.
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
-	_, err := Start(ctx, Config{Dir: dir})
-	t.Logf("Start with 5ms timeout: %v", err)
+	if _, err := startOrStop(Start(ctx, Config{Dir: dir})); err == nil {
+		t.Fatal("Start with a 5ms timeout: want error")
+	}
 	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("postmaster still running after failed Start: %v", err)
 	}
 	start(t, Config{Dir: dir})
+}
+
+// startOrStop stops a server that a test expected Start to refuse, so an
+// unexpected success fails the test without leaking a postmaster.
+func startOrStop(s *Server, err error) (*Server, error) {
+	if err == nil && s != nil {
+		_ = s.Stop()
+	}
+	return s, err
 }

@@ -59,12 +59,15 @@ var (
 
 // Main runs the tests, stops the embedded cluster if one was started, and
 // exits with the tests' exit code.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit, for a TestMain with cleanup of its own.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if err := shutdown(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 	}
-	os.Exit(code)
+	return code
 }
 
 func shutdown() error {
