@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served only on LOGBOOK_DEBUG_ADDR
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +190,18 @@ func (m *Main) Run(ctx context.Context) error {
 				_ = srv.Shutdown(sctx)
 			}()
 			if err := srv.Serve(m.listener); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	if addr := env("LOGBOOK_DEBUG_ADDR", ""); addr != "" {
+		// Profiles for operators, on a separate (loopback) listener: never
+		// on the API port.
+		dbg := &http.Server{Addr: addr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
+		goRun("debug", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); _ = dbg.Close() }()
+			if err := dbg.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

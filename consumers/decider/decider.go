@@ -364,8 +364,9 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 			d.stats.mu.Lock()
 			d.stats.Duplicates++
 			d.stats.mu.Unlock()
-			prev.DecidedAt = res.DecidedAt
-			return &prev, nil
+			dup := prev.result(env.Type, env.WorkspaceID)
+			dup.DecidedAt = res.DecidedAt
+			return &dup, nil
 		}
 	}
 	cmd, err := env.Command()

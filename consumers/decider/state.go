@@ -15,30 +15,56 @@ import (
 type workspaceState struct {
 	Workspace *domain.Workspace `json:"workspace"`
 	Chain     schemas.Chain     `json:"chain"`
-	Recent    []schemas.Result  `json:"recent,omitempty"` // oldest first
+	Recent    []outcome         `json:"recent,omitempty"` // oldest first
 }
 
-func (w *workspaceState) recent(commandID string) (schemas.Result, bool) {
+// outcome is the part of a result the idempotency window keeps. It is small
+// on purpose: the window is rewritten with its workspace in every
+// transaction that touches it.
+type outcome struct {
+	CommandID   string      `json:"id"`
+	Rejected    bool        `json:"rejected,omitempty"`
+	Code        domain.Code `json:"code,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+	Field       string      `json:"field,omitempty"`
+	AggregateID string      `json:"aggregate,omitempty"`
+}
+
+// recent finds a command's first outcome in the window.
+func (w *workspaceState) recent(commandID string) (outcome, bool) {
 	for i := len(w.Recent) - 1; i >= 0; i-- {
 		if w.Recent[i].CommandID == commandID {
 			return w.Recent[i], true
 		}
 	}
-	return schemas.Result{}, false
+	return outcome{}, false
+}
+
+// result turns a remembered outcome back into a result.
+func (o outcome) result(commandType, workspaceID string) schemas.Result {
+	r := schemas.Result{CommandID: o.CommandID, CommandType: commandType, WorkspaceID: workspaceID,
+		Status: schemas.ResultAccepted, AggregateID: o.AggregateID}
+	if o.Rejected {
+		r.Status, r.Code, r.Reason, r.Field = schemas.ResultRejected, o.Code, o.Reason, o.Field
+	}
+	return r
 }
 
 // remember returns a copy of w whose window holds r, dropping the oldest
 // outcomes beyond window.
 func (w workspaceState) remember(r schemas.Result, window int) workspaceState {
-	r.Events = nil // the window keeps the outcome, not the event list
+	o := outcome{CommandID: r.CommandID, AggregateID: r.AggregateID}
+	if r.Status == schemas.ResultRejected {
+		o.Rejected, o.Code, o.Reason, o.Field = true, r.Code, r.Reason, r.Field
+	}
 	n := len(w.Recent) + 1
 	start := 0
 	if n > window {
 		start = n - window
 	}
-	recent := make([]schemas.Result, 0, min(n, window))
+	recent := make([]outcome, 0, min(n, window))
 	recent = append(recent, w.Recent[min(start, len(w.Recent)):]...)
-	w.Recent = append(recent, r)
+	w.Recent = append(recent, o)
 	return w
 }
 
