@@ -3,13 +3,9 @@ package producers
 import (
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/httpapi"
 )
-
-func chiParam(r *http.Request, name string) string { return chi.URLParam(r, name) }
 
 // taskRequest is the body of POST /tasks: the task id is the server's.
 type taskRequest struct {

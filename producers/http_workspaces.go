@@ -3,6 +3,8 @@ package producers
 import (
 	"net/http"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/internal/httpapi"
@@ -26,21 +28,23 @@ func (a *API) begin(w http.ResponseWriter, r *http.Request, body any) (cmdID str
 	return cmdID, keyed, true
 }
 
-// workspaceCommand handles the routes that act on one workspace.
-func (a *API) workspaceCommand(w http.ResponseWriter, r *http.Request, typ string, body any) {
+// workspaceCommand handles the routes that act on one workspace; with
+// decode, the request body is read into payload.
+func (a *API) workspaceCommand(w http.ResponseWriter, r *http.Request, typ string, payload any, decode bool) {
 	ws, err := pathID(r, "ws")
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
+	var body any
+	if decode {
+		body = payload
+	}
 	cmdID, keyed, ok := a.begin(w, r, body)
 	if !ok {
 		return
 	}
-	if body == nil {
-		body = domain.NewCommandPayload(typ)
-	}
-	a.submit(w, r, cmdID, keyed, submission{typ: typ, workspaceID: ws, payload: body})
+	a.submit(w, r, cmdID, keyed, submission{typ: typ, workspaceID: ws, payload: payload})
 }
 
 func (a *API) createWorkspace(w http.ResponseWriter, r *http.Request) {
@@ -54,33 +58,24 @@ func (a *API) createWorkspace(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) renameWorkspace(w http.ResponseWriter, r *http.Request) {
-	a.workspaceCommand(w, r, domain.CmdWorkspaceRename, &domain.WorkspaceRenameCmd{})
+	a.workspaceCommand(w, r, domain.CmdWorkspaceRename, &domain.WorkspaceRenameCmd{}, true)
 }
 
 func (a *API) archiveWorkspace(w http.ResponseWriter, r *http.Request) {
-	a.workspaceCommand(w, r, domain.CmdWorkspaceArchive, nil)
+	a.workspaceCommand(w, r, domain.CmdWorkspaceArchive, &domain.WorkspaceArchiveCmd{}, false)
 }
 
 func (a *API) addMember(w http.ResponseWriter, r *http.Request) {
-	a.workspaceCommand(w, r, domain.CmdWorkspaceAddMember, &domain.WorkspaceAddMemberCmd{})
+	a.workspaceCommand(w, r, domain.CmdWorkspaceAddMember, &domain.WorkspaceAddMemberCmd{}, true)
 }
 
 func (a *API) setAIPolicy(w http.ResponseWriter, r *http.Request) {
-	a.workspaceCommand(w, r, domain.CmdWorkspaceSetAIPolicy, &domain.WorkspaceSetAIPolicyCmd{})
+	a.workspaceCommand(w, r, domain.CmdWorkspaceSetAIPolicy, &domain.WorkspaceSetAIPolicyCmd{}, true)
 }
 
 func (a *API) removeMember(w http.ResponseWriter, r *http.Request) {
-	ws, err := pathID(r, "ws")
-	if err != nil {
-		httpapi.WriteError(w, r, a.cfg.Logger, err)
-		return
-	}
-	cmdID, keyed, ok := a.begin(w, r, nil)
-	if !ok {
-		return
-	}
-	body := &domain.WorkspaceRemoveMemberCmd{PrincipalID: chiParam(r, "principal")}
-	a.submit(w, r, cmdID, keyed, submission{typ: domain.CmdWorkspaceRemoveMember, workspaceID: ws, payload: body})
+	a.workspaceCommand(w, r, domain.CmdWorkspaceRemoveMember,
+		&domain.WorkspaceRemoveMemberCmd{PrincipalID: chi.URLParam(r, "principal")}, false)
 }
 
 // agentRequest is the body of POST /agents: the agent id is the server's.
