@@ -4,32 +4,10 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // MaxIDLen bounds client-chosen ids: workspace, task, agent and principal.
 const MaxIDLen = 200
-
-// Lengths count characters (Unicode code points), as JSON Schema maxLength
-// does, so the event schemas state exactly the limits enforced here.
-
-func checkLen(field, v string, max int) error {
-	// encoding/json would silently replace invalid bytes.
-	if !utf8.ValidString(v) {
-		return Invalid(field, "must be valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(v); n > max {
-		return Invalid(field, "must be at most %d characters, got %d", max, n)
-	}
-	return nil
-}
-
-func checkID(field, v string) error {
-	if strings.TrimSpace(v) == "" {
-		return Invalid(field, "is required")
-	}
-	return checkLen(field, v, MaxIDLen)
-}
 
 // checkWorkspaceID checks the workspace id a command names. Only
 // workspace.create needs it: a workspace with a bad id never exists, so
@@ -40,22 +18,6 @@ func checkWorkspaceID(cmd Command) error {
 
 func checkTaskID(p TaskTarget) error {
 	return checkID("task_id", p.TargetTask())
-}
-
-// required returns v trimmed, checking it is non-blank and at most max
-// characters.
-func required(field, v string, max int) (string, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return "", Invalid(field, "is required")
-	}
-	return v, checkLen(field, v, max)
-}
-
-// optional returns v trimmed, checking it is at most max characters.
-func optional(field, v string, max int) (string, error) {
-	v = strings.TrimSpace(v)
-	return v, checkLen(field, v, max)
 }
 
 var memberRoles = []string{RoleAdmin, RoleWriter, RoleReader, RoleAuditor}

@@ -21,8 +21,5 @@ func taskAssign(ws *Workspace, t *Task, p TaskAssignCmd, e *emitter) error {
 
 // validate requires an assignee; Decide checks it exists in the workspace.
 func (p TaskAssignCmd) validate() (TaskAssignCmd, error) {
-	if p.Assignee == "" {
-		return p, Invalid("assignee", "is required")
-	}
-	return p, nil
+	return p, checkID("assignee", p.Assignee)
 }

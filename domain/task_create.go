@@ -30,8 +30,13 @@ func (p TaskCreateCmd) validate() (TaskCreateCmd, error) {
 	if p.Title, err = required("title", p.Title, MaxTitleLen); err != nil {
 		return p, err
 	}
-	if err := checkLen("input", p.Input, MaxTextLen); err != nil {
+	if err := checkText("input", p.Input, MaxTextLen); err != nil {
 		return p, err
+	}
+	if p.Assignee != "" {
+		if err := checkID("assignee", p.Assignee); err != nil {
+			return p, err
+		}
 	}
 	if p.Priority < MinPriority || p.Priority > MaxPriority {
 		return p, Invalid("priority", "must be between %d and %d", MinPriority, MaxPriority)

@@ -23,7 +23,7 @@ func taskRecordResult(_ *Workspace, t *Task, p TaskRecordResultCmd, e *emitter) 
 
 // validate leaves the attempt and the usage total to Decide.
 func (p TaskRecordResultCmd) validate() (TaskRecordResultCmd, error) {
-	if err := checkLen("output", p.Output, MaxTextLen); err != nil {
+	if err := checkText("output", p.Output, MaxTextLen); err != nil {
 		return p, err
 	}
 	return p, checkUsage(p.Usage)

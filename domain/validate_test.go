@@ -236,6 +236,23 @@ func TestValidateRefusesAsDecide(t *testing.T) {
 		{"cancel: no task id", domain.CmdTaskCancel, &domain.TaskCancelCmd{}, "task_id"},
 		{"cancel: long reason", domain.CmdTaskCancel, &domain.TaskCancelCmd{TaskID: taskID, Reason: long(domain.MaxReasonLen + 1)}, "reason"},
 		{"cancel: reason not UTF-8", domain.CmdTaskCancel, &domain.TaskCancelCmd{TaskID: taskID, Reason: badUTF8}, "reason"},
+
+		// NUL can reach no read model: refused in every field.
+		{"create: NUL in name", domain.CmdWorkspaceCreate, &domain.WorkspaceCreateCmd{Name: "a\x00b"}, "name"},
+		{"rename: NUL in name", domain.CmdWorkspaceRename, &domain.WorkspaceRenameCmd{Name: "a\x00"}, "name"},
+		{"add member: NUL in principal", domain.CmdWorkspaceAddMember, &domain.WorkspaceAddMemberCmd{PrincipalID: "al\x00ice", Role: domain.RoleReader}, "principal_id"},
+		{"remove member: NUL in principal", domain.CmdWorkspaceRemoveMember, &domain.WorkspaceRemoveMemberCmd{PrincipalID: "\x00"}, "principal_id"},
+		{"agent: NUL in model", domain.CmdWorkspaceRegisterAgent, agent(domain.WorkspaceRegisterAgentCmd{Model: "gpt\x00"}), "model"},
+		{"agent: NUL in instructions", domain.CmdWorkspaceRegisterAgent, agent(domain.WorkspaceRegisterAgentCmd{Instructions: "\x00"}), "instructions"},
+		{"task create: NUL in title", domain.CmdTaskCreate, create(domain.TaskCreateCmd{Title: "t\x00"}), "title"},
+		{"task create: NUL in input", domain.CmdTaskCreate, create(domain.TaskCreateCmd{Input: "x\x00y"}), "input"},
+		{"task create: NUL in assignee", domain.CmdTaskCreate, create(domain.TaskCreateCmd{Assignee: "bot\x00"}), "assignee"},
+		{"assign: NUL in assignee", domain.CmdTaskAssign, &domain.TaskAssignCmd{TaskID: taskID, Assignee: "bot\x00"}, "assignee"},
+		{"record: NUL in output", domain.CmdTaskRecordResult, record(domain.TaskRecordResultCmd{Output: "\x00"}), "output"},
+		{"fail: NUL in reason", domain.CmdTaskFailAttempt, fail(domain.TaskFailAttemptCmd{Reason: "x\x00"}), "reason"},
+		{"complete: NUL in output", domain.CmdTaskComplete, &domain.TaskCompleteCmd{TaskID: taskID, Output: "\x00"}, "output"},
+		{"cancel: NUL in reason", domain.CmdTaskCancel, &domain.TaskCancelCmd{TaskID: taskID, Reason: "\x00"}, "reason"},
+		{"task create: U+0085 title is blank", domain.CmdTaskCreate, create(domain.TaskCreateCmd{Title: "\u0085"}), "title"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,7 +309,6 @@ func TestValidateLeavesStateToDecide(t *testing.T) {
 		{"agent id taken", domain.CmdWorkspaceRegisterAgent, &domain.WorkspaceRegisterAgentCmd{AgentID: "bot", Name: "Other", Model: "m"}, domain.CodeConflict, ""},
 		{"agent name taken", domain.CmdWorkspaceRegisterAgent, &domain.WorkspaceRegisterAgentCmd{AgentID: "bot9", Name: " rEVIEWER ", Model: "m"}, domain.CodeConflict, ""},
 		{"task create: unknown assignee", domain.CmdTaskCreate, &domain.TaskCreateCmd{TaskID: taskID, Title: "t", Assignee: "nobody"}, domain.CodeInvalid, "assignee"},
-		{"task create: blank assignee", domain.CmdTaskCreate, &domain.TaskCreateCmd{TaskID: taskID, Title: "t", Assignee: " "}, domain.CodeInvalid, "assignee"},
 		{"assign: unknown assignee", domain.CmdTaskAssign, &domain.TaskAssignCmd{TaskID: taskID, Assignee: "nobody"}, domain.CodeInvalid, "assignee"},
 		{"assign: another task", domain.CmdTaskAssign, &domain.TaskAssignCmd{TaskID: "task-2", Assignee: "bot"}, domain.CodeNotFound, ""},
 		{"record: stale attempt", domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: 2}, domain.CodeConflict, ""},
