@@ -61,9 +61,10 @@ type Projector struct {
 	cl  *kgo.Client
 	dlq *kgo.Client
 
-	mu      sync.Mutex
-	applied int64
-	lastErr error
+	mu       sync.Mutex
+	applied  int64
+	setAside int64 // records dead-lettered or quarantined
+	lastErr  error
 }
 
 // NewProjector builds a projector; Run starts it.
@@ -108,6 +109,14 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 func (p *Projector) Close() {
 	p.cl.Close()
 	p.dlq.Close()
+}
+
+// SetAside is the number of records this process could not apply and
+// dead-lettered or quarantined.
+func (p *Projector) SetAside() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.setAside
 }
 
 // Applied is the number of records applied by this process.
@@ -193,8 +202,8 @@ func (p *Projector) Run(ctx context.Context) error {
 // applyWithRetry keeps trying one partition batch while Postgres is down:
 // the batch stays in memory and the checkpoint makes a retry harmless. A
 // batch that fails for a reason retrying cannot fix (a record that does not
-// decode or breaks a constraint) is applied record by record, and the
-// records that still fail go to the dead-letter topic, so one bad record
+// decode, breaks a constraint or is forged) is applied record by record, and
+// the records that still fail are set aside (see isolate), so one bad record
 // never stalls a projection.
 func (p *Projector) applyWithRetry(ctx context.Context, part int32, recs []*kgo.Record) error {
 	backoff := 100 * time.Millisecond
@@ -223,20 +232,27 @@ func (p *Projector) applyWithRetry(ctx context.Context, part int32, recs []*kgo.
 	}
 }
 
-// isolate applies records one transaction each; a record that fails
-// permanently is dead-lettered and skipped in the same transaction that
-// moves the checkpoint past it.
+// isolate applies records one transaction each. A record that fails
+// permanently is copied to the dead-letter topic and the checkpoint moves
+// past it in the transaction that sets it aside. A record that is no fact
+// of this log (not an envelope, or forged: it does not extend its chain) is
+// dropped; an event of the chain that cannot be applied is quarantined,
+// which stalls its workspace until `logbook dlq replay` applies it.
 func (p *Projector) isolate(ctx context.Context, part int32, recs []*kgo.Record) (int, error) {
 	total := 0
 	for _, r := range recs {
 		n, err := p.apply(ctx, part, []*kgo.Record{r}, nil)
 		if err != nil && permanent(err) {
-			p.cfg.Logger.Error("projector: record cannot be applied; dead-lettered", "projection", p.cfg.Name,
-				"partition", part, "offset", r.Offset, "err", err)
+			drop := notAFact(err)
+			p.cfg.Logger.Error("projector: record cannot be applied", "projection", p.cfg.Name,
+				"partition", part, "offset", r.Offset, "quarantined", !drop, "err", err)
 			if derr := p.deadLetter(ctx, r, err); derr != nil {
 				return total, derr
 			}
-			n, err = p.apply(ctx, part, []*kgo.Record{r}, errSkip)
+			p.mu.Lock()
+			p.setAside++
+			p.mu.Unlock()
+			n, err = p.apply(ctx, part, []*kgo.Record{r}, &setAside{cause: err, drop: drop})
 		}
 		if err != nil {
 			return total, err
@@ -246,13 +262,25 @@ func (p *Projector) isolate(ctx context.Context, part int32, recs []*kgo.Record)
 	return total, nil
 }
 
-// errSkip tells apply to move the checkpoint without applying.
-var errSkip = errors.New("skip")
+// setAside tells apply to move the checkpoint past a record instead of
+// applying it, quarantining it unless it is dropped.
+type setAside struct {
+	cause error
+	drop  bool
+}
+
+// notAFact reports records that are not facts of this log: they are
+// dropped, not quarantined.
+func notAFact(err error) bool {
+	var de *decodeError
+	var fe *forgedError
+	return errors.As(err, &de) || errors.As(err, &fe)
+}
 
 // permanent reports errors that retrying the same records cannot fix.
 func permanent(err error) bool {
-	var de *decodeError
-	if errors.As(err, &de) {
+	var pe *payloadError
+	if notAFact(err) || errors.As(err, &pe) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -287,7 +315,7 @@ func (p *Projector) deadLetter(ctx context.Context, r *kgo.Record, cause error) 
 // apply writes one batch and its checkpoint in one transaction. The
 // checkpoint row is locked first; records below it were applied by another
 // member (a rebalance in flight) and are skipped.
-func (p *Projector) apply(ctx context.Context, part int32, recs []*kgo.Record, skip error) (int, error) {
+func (p *Projector) apply(ctx context.Context, part int32, recs []*kgo.Record, aside *setAside) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	tx, err := p.cfg.Pool.Begin(ctx)
@@ -312,9 +340,16 @@ func (p *Projector) apply(ctx context.Context, part int32, recs []*kgo.Record, s
 	if len(fresh) == 0 {
 		return 0, nil
 	}
-	if skip == nil {
+	switch {
+	case aside == nil:
 		if err := p.cfg.Apply.Apply(ctx, tx, part, fresh); err != nil {
 			return 0, err
+		}
+	case !aside.drop:
+		for _, r := range fresh {
+			if err := quarantine(ctx, tx, p.cfg.Name, r, false, aside.cause.Error()); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET next_offset = $3, updated_at = now()

@@ -103,6 +103,10 @@ type WorkspaceView struct {
 	Agents    []AgentView     `json:"agents"`
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
+	// ProjectionStalled is true while events of this workspace wait in the
+	// quarantine: what is shown stops at Stall.SinceSeq - 1.
+	ProjectionStalled bool   `json:"projection_stalled"`
+	Stall             *Stall `json:"stall,omitempty"`
 }
 
 // AgentView is an agent as listed in a workspace.
@@ -128,16 +132,24 @@ func (q *Queries) getWorkspace(w http.ResponseWriter, r *http.Request) {
 		FROM workspaces WHERE id = $1`, ws).Scan(&v.ID, &v.Name, &v.Status, &v.Version, &v.LastSeq,
 		&v.AIPolicy.DailyTokenBudget, &v.AIPolicy.FallbackMode, &v.CreatedAt, &v.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = notFound("workspace")
+		err = q.missingWorkspace(ctx, ws)
 	}
 	if err != nil {
 		q.fail(w, r, err)
 		return
 	}
+	v.Name, v.AIPolicy.FallbackMode = fromDBText(v.Name), fromDBText(v.AIPolicy.FallbackMode)
+	if v.Stall, err = stallOf(ctx, q.pool, ws); err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	v.ProjectionStalled = v.Stall != nil
 	v.Members, err = collect(ctx, q.pool, `SELECT principal_id, role FROM members WHERE workspace_id = $1 ORDER BY principal_id`,
 		[]any{ws}, func(row pgx.Rows) (domain.Member, error) {
 			var m domain.Member
-			return m, row.Scan(&m.PrincipalID, &m.Role)
+			err := row.Scan(&m.PrincipalID, &m.Role)
+			m.PrincipalID, m.Role = fromDBText(m.PrincipalID), fromDBText(m.Role)
+			return m, err
 		})
 	if err != nil {
 		q.fail(w, r, err)
@@ -146,7 +158,12 @@ func (q *Queries) getWorkspace(w http.ResponseWriter, r *http.Request) {
 	v.Agents, err = collect(ctx, q.pool, `SELECT id, name, role, model, instructions, created_at FROM agents
 		WHERE workspace_id = $1 ORDER BY created_at, id`, []any{ws}, func(row pgx.Rows) (AgentView, error) {
 		var a AgentView
-		return a, row.Scan(&a.ID, &a.Name, &a.Role, &a.Model, &a.Instructions, &a.CreatedAt)
+		err := row.Scan(&a.ID, &a.Name, &a.Role, &a.Model, &a.Instructions, &a.CreatedAt)
+		a.ID, a.Name, a.Role, a.Model = fromDBText(a.ID), fromDBText(a.Name), fromDBText(a.Role), fromDBText(a.Model)
+		if a.Instructions != nil {
+			*a.Instructions = fromDBText(*a.Instructions)
+		}
+		return a, err
 	})
 	if err != nil {
 		q.fail(w, r, err)
@@ -202,9 +219,22 @@ func (q *Queries) workspaceExists(ctx context.Context, ws string) error {
 	var one int
 	err := q.pool.QueryRow(ctx, `SELECT 1 FROM workspaces WHERE id = $1`, ws).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound("workspace")
+		return q.missingWorkspace(ctx, ws)
 	}
 	return err
+}
+
+// missingWorkspace tells a workspace that does not exist from one whose
+// first events wait in the quarantine.
+func (q *Queries) missingWorkspace(ctx context.Context, ws string) error {
+	s, err := stallOf(ctx, q.pool, ws)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return notFound("workspace")
+	}
+	return httpapi.Unavailable("projection_stalled", "the read models of this workspace are stalled before its first event; operators: logbook dlq list", 30)
 }
 
 func (q *Queries) getTask(w http.ResponseWriter, r *http.Request) {

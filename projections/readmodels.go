@@ -13,6 +13,12 @@ import (
 	"github.com/logbook-dev/logbook/schemas"
 )
 
+// Projection names: each is a checkpoint key and a consumer group.
+const (
+	ProjectionReadModels = "read_models"
+	ProjectionResults    = "command_results"
+)
+
 // ReadModels projects the events topic into workspaces, members, agents,
 // tasks, the event trail and AI usage. Per batch it folds events in memory
 // and writes each table in bulk.
@@ -21,6 +27,7 @@ type ReadModels struct{}
 type decoded struct {
 	env       schemas.EventEnvelope
 	ev        domain.Event
+	rec       *kgo.Record
 	partition int32
 	offset    int64
 }
@@ -30,17 +37,28 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 	evs := make([]decoded, 0, len(recs))
 	for _, r := range recs {
 		var env schemas.EventEnvelope
-		if err := json.Unmarshal(r.Value, &env); err != nil {
-			return &decodeError{fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)}
+		if err := json.Unmarshal(r.Value, &env); err != nil || env.WorkspaceID == "" || env.Seq < 1 {
+			return &decodeError{fmt.Errorf("event at %d/%d: not an event envelope (%v)", r.Partition, r.Offset, err)}
 		}
-		ev, err := env.Event()
-		if err != nil {
-			return &decodeError{fmt.Errorf("event at %d/%d: %w", r.Partition, r.Offset, err)}
-		}
-		evs = append(evs, decoded{env: env, ev: ev, partition: r.Partition, offset: r.Offset})
+		evs = append(evs, decoded{env: env, rec: r, partition: r.Partition, offset: r.Offset})
+	}
+	evs, err := holdBehindQuarantine(ctx, tx, evs)
+	if err != nil {
+		return err
+	}
+	if len(evs) == 0 {
+		return nil
 	}
 	if err := verifyChains(ctx, tx, evs); err != nil {
 		return err
+	}
+	// An event of the chain whose payload this version cannot read (a newer
+	// schema version, say) is a fact all the same: it is quarantined, never
+	// dropped.
+	for i := range evs {
+		if evs[i].ev, err = evs[i].env.Event(); err != nil {
+			return &payloadError{fmt.Errorf("event at %d/%d: %w", evs[i].partition, evs[i].offset, err)}
+		}
 	}
 	if err := copyTrail(ctx, tx, evs); err != nil {
 		return fmt.Errorf("event trail: %w", err)
@@ -89,7 +107,7 @@ func verifyChains(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	for _, d := range evs {
 		next, err := schemas.Verify(chains[d.env.WorkspaceID], d.env)
 		if err != nil {
-			return &decodeError{fmt.Errorf("event at %d/%d: %w", d.partition, d.offset, err)}
+			return &forgedError{fmt.Errorf("event at %d/%d: %w", d.partition, d.offset, err)}
 		}
 		chains[d.env.WorkspaceID] = next
 	}
@@ -130,9 +148,9 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		switch p := d.ev.Payload.(type) {
 		case *domain.WorkspaceCreated:
 			b.Queue(`INSERT INTO workspaces (id, name, status, version, last_seq, created_at, updated_at)
-				VALUES ($1, $2, 'active', $3, $4, $5, $5)`, ws, p.Name, v, e.Seq, at)
+				VALUES ($1, $2, 'active', $3, $4, $5, $5)`, ws, dbText(p.Name), v, e.Seq, at)
 		case *domain.WorkspaceRenamed:
-			b.Queue(`UPDATE workspaces SET name = $2, version = $3, updated_at = $4 WHERE id = $1`, ws, p.Name, v, at)
+			b.Queue(`UPDATE workspaces SET name = $2, version = $3, updated_at = $4 WHERE id = $1`, ws, dbText(p.Name), v, at)
 		case *domain.WorkspaceArchived:
 			b.Queue(`UPDATE workspaces SET status = 'archived', version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
 		case *domain.WorkspaceErased:
@@ -140,18 +158,19 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 			b.Queue(`UPDATE agents SET instructions = NULL WHERE workspace_id = $1`, ws)
 		case *domain.WorkspaceMemberAdded:
 			b.Queue(`INSERT INTO members (workspace_id, principal_id, role) VALUES ($1, $2, $3)
-				ON CONFLICT (workspace_id, principal_id) DO UPDATE SET role = EXCLUDED.role`, ws, p.PrincipalID, p.Role)
+				ON CONFLICT (workspace_id, principal_id) DO UPDATE SET role = EXCLUDED.role`, ws, dbText(p.PrincipalID), dbText(p.Role))
 			b.Queue(`UPDATE workspaces SET version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
 		case *domain.WorkspaceMemberRemoved:
-			b.Queue(`DELETE FROM members WHERE workspace_id = $1 AND principal_id = $2`, ws, p.PrincipalID)
+			b.Queue(`DELETE FROM members WHERE workspace_id = $1 AND principal_id = $2`, ws, dbText(p.PrincipalID))
 			b.Queue(`UPDATE workspaces SET version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
 		case *domain.WorkspaceAgentRegistered:
 			b.Queue(`INSERT INTO agents (workspace_id, id, name, role, model, instructions, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)`, ws, p.AgentID, p.Name, p.Role, p.Model, p.Instructions, at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`, ws, dbText(p.AgentID), dbText(p.Name), dbText(p.Role), dbText(p.Model),
+				dbText(p.Instructions), at)
 			b.Queue(`UPDATE workspaces SET version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
 		case *domain.WorkspaceAIPolicySet:
 			b.Queue(`UPDATE workspaces SET ai_daily_budget = $2, ai_fallback_mode = $3, version = $4, updated_at = $5
-				WHERE id = $1`, ws, p.DailyTokenBudget, p.FallbackMode, v, at)
+				WHERE id = $1`, ws, p.DailyTokenBudget, dbText(p.FallbackMode), v, at)
 		}
 	}
 	ids := make([]string, 0, len(lastSeq))
@@ -184,7 +203,7 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 			touched[k] = nil
 			order = append(order, k)
 			wsIDs = append(wsIDs, k.ws)
-			taskIDs = append(taskIDs, k.id)
+			taskIDs = append(taskIDs, dbText(k.id))
 		}
 	}
 	if len(order) == 0 {
@@ -225,13 +244,7 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		prompt, completion, version                            []int64
 		created, updated                                       []time.Time
 	}{}
-	str := func(s string) *string { return &s }
-	opt := func(s string) *string {
-		if s == "" {
-			return nil
-		}
-		return &s
-	}
+	str := func(s string) *string { s = dbText(s); return &s }
 	for _, k := range order {
 		t := touched[k]
 		if t == nil {
@@ -243,11 +256,11 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		cols.title = append(cols.title, str(t.Title))
 		cols.input = append(cols.input, str(t.Input))
 		cols.priority = append(cols.priority, int32(t.Priority))
-		cols.assignee = append(cols.assignee, opt(t.Assignee))
+		cols.assignee = append(cols.assignee, dbTextPtr(t.Assignee))
 		cols.status = append(cols.status, str(t.Status))
 		cols.attempt = append(cols.attempt, int32(t.Attempt))
-		cols.output = append(cols.output, opt(t.Output))
-		cols.reason = append(cols.reason, opt(t.FailureReason))
+		cols.output = append(cols.output, dbTextPtr(t.Output))
+		cols.reason = append(cols.reason, dbTextPtr(t.FailureReason))
 		cols.prompt = append(cols.prompt, t.Usage.PromptTokens)
 		cols.completion = append(cols.completion, t.Usage.CompletionTokens)
 		cols.version = append(cols.version, t.Version)
@@ -281,7 +294,9 @@ func scanTask(row pgx.Row) (*domain.Task, error) {
 		return nil, err
 	}
 	t.Priority, t.Attempt = int(priority), int(attempt)
-	t.Input, t.Assignee, t.Output, t.FailureReason = deref(input), deref(assignee), deref(output), deref(reason)
+	t.ID, t.Title = fromDBText(t.ID), fromDBText(t.Title)
+	t.Input, t.Assignee = fromDBTextPtr(input), fromDBTextPtr(assignee)
+	t.Output, t.FailureReason = fromDBTextPtr(output), fromDBTextPtr(reason)
 	return &t, nil
 }
 
