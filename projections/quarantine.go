@@ -159,17 +159,26 @@ type Stall struct {
 	Records int64 `json:"records"`
 }
 
-// Stalls lists the stalled workspaces of the read models (at most limit)
-// and how many there are.
-func Stalls(ctx context.Context, pool *pgxpool.Pool, limit int) ([]Stall, int, error) {
+// StallSummary is what operators see of the quarantine: how many
+// workspaces are stalled and records wait, and the oldest stalls.
+type StallSummary struct {
+	Workspaces int     `json:"stalled_workspaces"`
+	Records    int64   `json:"quarantined_records"`
+	Stalled    []Stall `json:"stalled"`
+}
+
+// Stalls summarises the quarantine, listing at most limit stalled
+// workspaces of the read models, oldest first.
+func Stalls(ctx context.Context, pool *pgxpool.Pool, limit int) (StallSummary, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var total int
-	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT workspace_id) FROM projection_quarantine WHERE projection = $1`,
-		ProjectionReadModels).Scan(&total); err != nil {
-		return nil, 0, err
+	var sum StallSummary
+	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT workspace_id) FILTER (WHERE projection = $1), count(*)
+		FROM projection_quarantine`, ProjectionReadModels).Scan(&sum.Workspaces, &sum.Records); err != nil {
+		return sum, err
 	}
-	stalls, err := collect(ctx, pool, `SELECT workspace_id, min(seq), count(*) FROM projection_quarantine
+	var err error
+	sum.Stalled, err = collect(ctx, pool, `SELECT workspace_id, min(seq), count(*) FROM projection_quarantine
 		WHERE projection = $1 GROUP BY workspace_id ORDER BY min(quarantined_at), workspace_id LIMIT $2`,
 		[]any{ProjectionReadModels, limit}, func(row pgx.Rows) (Stall, error) {
 			var s Stall
@@ -177,7 +186,7 @@ func Stalls(ctx context.Context, pool *pgxpool.Pool, limit int) ([]Stall, int, e
 			s.WorkspaceID = fromDBText(s.WorkspaceID)
 			return s, err
 		})
-	return stalls, total, err
+	return sum, err
 }
 
 // stallOf returns the stall of one workspace, nil when it is not stalled.

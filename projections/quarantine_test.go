@@ -151,9 +151,9 @@ func TestUnappliableEventStallsItsWorkspaceUntilReplay(t *testing.T) {
 		ws.Stall == nil || ws.Stall.SinceSeq == nil || *ws.Stall.SinceSeq != 2 || ws.Stall.Records != 3 {
 		t.Fatalf("stalled workspace view: %+v (stall %+v)", ws, ws.Stall)
 	}
-	stalls, total, err := projections.Stalls(ctx, e.pool, 10)
-	if err != nil || total != 1 || len(stalls) != 1 || stalls[0].WorkspaceID != stalled {
-		t.Fatalf("stalls: %+v total %d err %v", stalls, total, err)
+	sum, err := projections.Stalls(ctx, e.pool, 10)
+	if err != nil || sum.Workspaces != 1 || sum.Records != 3 || len(sum.Stalled) != 1 || sum.Stalled[0].WorkspaceID != stalled {
+		t.Fatalf("stalls: %+v, %v", sum, err)
 	}
 
 	// A forged event behind the quarantine is dropped, not held.

@@ -90,6 +90,24 @@ func (m *Main) Open(ctx context.Context) error {
 		Name: "logbook_degradation_level",
 		Help: "0 full, 1 ai_degraded, 2 read_only, 3 queries_degraded, 4 emergency.",
 	}, func() float64 { return float64(m.health.level().rank()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "logbook_projection_stalled_workspaces",
+		Help: "Workspaces whose read models wait behind a quarantined record (logbook dlq list).",
+	}, func() float64 {
+		if st := m.health.stalls.Load(); st != nil {
+			return float64(st.Workspaces)
+		}
+		return 0
+	}))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "logbook_projection_quarantined_records",
+		Help: "Records the projections could not apply, and the events held behind them.",
+	}, func() float64 {
+		if st := m.health.stalls.Load(); st != nil {
+			return float64(st.Records)
+		}
+		return 0
+	}))
 	return nil
 }
 
@@ -135,8 +153,8 @@ func (m *Main) Run(ctx context.Context) error {
 			name, topic string
 			apply       projections.Applier
 		}{
-			{"read_models", c.Kafka.Topics().Events, projections.ReadModels{}},
-			{"command_results", c.Kafka.Topics().Results, projections.Results{}},
+			{projections.ProjectionReadModels, c.Kafka.Topics().Events, projections.ReadModels{}},
+			{projections.ProjectionResults, c.Kafka.Topics().Results, projections.Results{}},
 		} {
 			p, err := projections.NewProjector(projections.ProjectorConfig{Kafka: c.Kafka, Name: spec.name,
 				Topic: spec.topic, Pool: m.pool, Apply: spec.apply, Logger: m.Log})
@@ -307,6 +325,7 @@ type health struct {
 	kafkaOK, pgOK atomic.Bool
 	checkedAt     atomic.Int64
 	lag           *kafka.LagMonitor // nil unless the api role runs
+	stalls        atomic.Pointer[projections.StallSummary]
 }
 
 func newHealth(k kafka.Config, pool *pgxpool.Pool, log *slog.Logger) *health {
@@ -339,6 +358,9 @@ func (h *health) run(ctx context.Context) {
 		}
 		h.kafkaOK.Store(kerr == nil)
 		h.pgOK.Store(perr == nil)
+		if perr == nil {
+			h.probeStalls(ctx)
+		}
 		h.checkedAt.Store(time.Now().UnixMilli())
 		select {
 		case <-ctx.Done():
@@ -346,6 +368,23 @@ func (h *health) run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// probeStalls reads the quarantine; a stalled workspace is per workspace,
+// so it shows in status and metrics without changing the level.
+func (h *health) probeStalls(ctx context.Context) {
+	sum, err := projections.Stalls(ctx, h.pool, 20)
+	if err != nil {
+		h.log.Warn("health: cannot read the projection quarantine", "err", err)
+		return
+	}
+	if prev := h.stalls.Load(); prev == nil || prev.Workspaces != sum.Workspaces {
+		if sum.Workspaces > 0 {
+			h.log.Warn("projections stalled", "workspaces", sum.Workspaces, "records", sum.Records,
+				"hint", "logbook dlq list; fix the cause; logbook dlq replay")
+		}
+	}
+	h.stalls.Store(&sum)
 }
 
 func (h *health) level() level {
@@ -367,6 +406,9 @@ func (h *health) status() map[string]any {
 		"kafka":      map[string]bool{"ok": h.kafkaOK.Load()},
 		"postgres":   map[string]bool{"ok": h.pgOK.Load()},
 		"checked_at": time.UnixMilli(h.checkedAt.Load()).UTC(),
+	}
+	if st := h.stalls.Load(); st != nil {
+		s["projections"] = st
 	}
 	if h.lag != nil {
 		lag, drain, fresh := h.lag.Lag()

@@ -64,6 +64,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer srv.Stop()
 		cfg.DatabaseURL = srv.URL()
+		// The operator tools (dlq, keys) find the embedded database here.
+		if err := os.WriteFile(filepath.Join(abs, devDatabaseURLFile), []byte(cfg.DatabaseURL+"\n"), 0o600); err != nil {
+			return err
+		}
 	}
 
 	m := &Main{Config: cfg, Log: log, Stdout: stdout}
@@ -79,6 +83,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log.Info("stopping")
 	return err
 }
+
+// devDatabaseURLFile, under the data directory, holds the embedded
+// database's URL while `logbook dev` runs.
+const devDatabaseURLFile = "postgres.url"
 
 // startBroker starts kfake on the port it used last time (so kcat and Kafka's
 // CLI keep one address), or a free one.

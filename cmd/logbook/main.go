@@ -21,6 +21,8 @@ Usage:
                                                  events as JSON lines on stdout
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
   logbook keys create --role ROLE [--id ID]      create an API key (printed once)
+  logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
+  logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
   logbook loadgen --key KEY [--url URL] [--commands N] [--concurrency C] [--workspaces W] [--json]
                                                  bounded load on a loopback logbook; prints accepted and end-to-end rates
 
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = runKeysCreate(ctx, args[2:], stdout, stderr)
+	case "dlq":
+		err = runDLQ(ctx, args[1:], stdout, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

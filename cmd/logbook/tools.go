@@ -14,7 +14,6 @@ import (
 
 	"github.com/logbook-dev/logbook/consumers/replay"
 	"github.com/logbook-dev/logbook/internal/auth"
-	"github.com/logbook-dev/logbook/internal/pg"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -97,16 +96,14 @@ func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("keys create", stderr)
 	role := fs.String("role", "", "admin, writer, reader or auditor")
 	id := fs.String("id", "", "key id (default: generated)")
+	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the database")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if cfg.DatabaseURL == "" {
-		return errors.New("no database: set LOGBOOK_DATABASE_URL")
 	}
 	if *id == "" {
 		*id = *role + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	pool, err := pg.Connect(ctx, cfg.DatabaseURL, 2)
+	pool, err := toolDatabase(ctx, cfg, *dir)
 	if err != nil {
 		return err
 	}
