@@ -12,6 +12,9 @@ const (
 	CodeNotFound Code = "not_found" // the workspace, task or agent does not exist
 	CodeConflict Code = "conflict"  // invalid transition or version conflict
 	CodeInvalid  Code = "invalid"   // the input breaks a rule; Field names it
+	// CodeKeyReused: an idempotency key already named another request (a
+	// different method, path or body); the first request's outcome stands.
+	CodeKeyReused Code = "idempotency_key_reused"
 )
 
 // Error is a domain rejection. Field is the JSON name of the payload field at

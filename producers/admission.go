@@ -2,7 +2,6 @@ package producers
 
 import (
 	"math"
-	"net/http"
 	"strconv"
 	"sync"
 
@@ -98,7 +97,5 @@ func (a *Admission) limiter(principal string) *rate.Limiter {
 }
 
 func tooMany(code, detail string, seconds float64) *httpapi.Problem {
-	p := httpapi.NewProblem(http.StatusTooManyRequests, code, "", detail)
-	p.RetryAfter = int(math.Min(60, math.Max(1, math.Ceil(seconds))))
-	return p
+	return httpapi.Unavailable(code, detail, int(math.Min(60, math.Max(1, math.Ceil(seconds)))))
 }

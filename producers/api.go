@@ -2,6 +2,7 @@ package producers
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -22,10 +23,11 @@ type CommandLog interface {
 	Append(ctx context.Context, env schemas.CommandEnvelope) error
 }
 
-// OutcomeWatcher tells a waiting request about its outcome; *Outcomes
-// satisfies it.
+// OutcomeWatcher tells a waiting request about its outcome: the result of
+// commandID that answers the request with digest (see
+// schemas.Result.SameRequest); *Outcomes satisfies it.
 type OutcomeWatcher interface {
-	Watch(commandID string) (<-chan schemas.Result, func())
+	Watch(commandID, digest string) (<-chan schemas.Result, func())
 }
 
 // OutcomeLookup finds a command's recorded outcome (nil when none yet); the
@@ -111,12 +113,30 @@ func commandID(r *http.Request, p auth.Principal) (id string, keyed bool, err er
 		return u.String(), false, err
 	}
 	if len(key) > 255 {
-		return "", false, httpapi.NewProblem(http.StatusBadRequest, "invalid", "Idempotency-Key", "at most 255 characters")
+		return "", false, httpapi.Problemf(httpapi.CodeInvalidHeader, "Idempotency-Key", "at most 255 characters")
 	}
 	return uuid.NewSHA1(idempotencyNS, []byte(p.ID+"\x00"+r.Method+" "+r.URL.Path+"\x00"+key)).String(), true, nil
 }
 
 var idempotencyNS = uuid.MustParse("6f1c4c52-8f43-4a3c-9c58-6a8d1f0f7a11")
+
+// requestDigest identifies the request behind a keyed command, so the same
+// key sent with another request is refused: method, path and the canonical
+// body, i.e. the decoded body as the command carries it, re-marshalled
+// (whitespace, key order and omitted defaults do not count; values do).
+// The rest of a payload derives from the path and the command id, which
+// are the same for every request under one key.
+func requestDigest(r *http.Request, payload any) (string, error) {
+	var body []byte
+	if payload != nil {
+		b, err := json.Marshal(payload)
+		if err != nil {
+			return "", err
+		}
+		body = b
+	}
+	return schemas.RequestDigest(r.Method, r.URL.Path, body), nil
+}
 
 // newID returns the id of an entity a command creates. With an idempotency
 // key it derives from the command id, so a retried request names the same
@@ -137,11 +157,18 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
+	digest := ""
+	if keyed {
+		if digest, err = requestDigest(r, s.payload); err != nil {
+			httpapi.WriteError(w, r, a.cfg.Logger, err)
+			return
+		}
+	}
 	if keyed && a.cfg.Lookup != nil {
 		// A retry of a decided command gets its first outcome, without
-		// touching the log.
+		// touching the log; the same key with another request, a refusal.
 		if res, err := a.cfg.Lookup.Outcome(r.Context(), cmdID); err == nil && res != nil {
-			a.writeOutcome(w, r, s, *res)
+			a.writeOutcome(w, r, s, res.For(digest))
 			return
 		}
 	}
@@ -173,15 +200,16 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 	if ev := r.Header.Get("If-Match"); ev != "" {
 		v, err := strconv.ParseInt(strings.Trim(ev, `"`), 10, 64)
 		if err != nil || v < 0 {
-			httpapi.WriteError(w, r, a.cfg.Logger, httpapi.NewProblem(http.StatusBadRequest, "invalid", "If-Match", "expected version must be a non-negative integer"))
+			httpapi.WriteError(w, r, a.cfg.Logger, httpapi.Problemf(httpapi.CodeInvalidHeader, "If-Match", "expected version must be a non-negative integer"))
 			return
 		}
 		env.ExpectedVersion = &v
 	}
+	env.RequestDigest = digest
 
 	var outcome <-chan schemas.Result
 	if wait > 0 && a.cfg.Watcher != nil {
-		ch, cancel := a.cfg.Watcher.Watch(cmdID)
+		ch, cancel := a.cfg.Watcher.Watch(cmdID, digest)
 		defer cancel()
 		outcome = ch
 	}
@@ -195,14 +223,14 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 		// The append may still land: give the client the command id to
 		// look up, and say the outcome is unknown rather than refused.
 		a.cfg.Logger.Warn("append not confirmed", "command_type", s.typ, "err", err)
-		prob := httpapi.Unavailable("append_unconfirmed", "the log did not confirm the command in time; it may still be decided: check Location, or retry with the same Idempotency-Key", 5)
+		prob := httpapi.Unavailable(httpapi.CodeAppendUnconfirmed, "the log did not confirm the command in time; it may still be decided: check Location, or retry with the same Idempotency-Key", 5)
 		prob.CommandID = cmdID
 		w.Header().Set("Location", "/v1/commands/"+cmdID)
 		httpapi.WriteError(w, r, a.cfg.Logger, prob)
 		return
 	}
 	if outcome != nil {
-		if res, ok := a.await(r.Context(), cmdID, outcome, wait); ok {
+		if res, ok := a.await(r.Context(), cmdID, digest, outcome, wait); ok {
 			a.writeOutcome(w, r, s, res)
 			return
 		}
@@ -215,9 +243,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 	httpapi.WriteJSON(w, http.StatusAccepted, body)
 }
 
-// await waits for the outcome from the results stream, checking the
-// recorded outcomes now and then in case the stream started after it.
-func (a *API) await(ctx context.Context, cmdID string, ch <-chan schemas.Result, wait time.Duration) (schemas.Result, bool) {
+// await waits for the outcome of the request with digest from the results
+// stream, checking the recorded outcomes now and then in case the stream
+// started after it.
+func (a *API) await(ctx context.Context, cmdID, digest string, ch <-chan schemas.Result, wait time.Duration) (schemas.Result, bool) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	poll := time.NewTicker(500 * time.Millisecond)
@@ -231,7 +260,7 @@ func (a *API) await(ctx context.Context, cmdID string, ch <-chan schemas.Result,
 				continue
 			}
 			if res, err := a.cfg.Lookup.Outcome(ctx, cmdID); err == nil && res != nil {
-				return *res, true
+				return res.For(digest), true
 			}
 		case <-deadline.C:
 			return schemas.Result{}, false
@@ -243,7 +272,7 @@ func (a *API) await(ctx context.Context, cmdID string, ch <-chan schemas.Result,
 
 func (a *API) writeOutcome(w http.ResponseWriter, r *http.Request, s submission, res schemas.Result) {
 	if res.Status == schemas.ResultRejected {
-		p := httpapi.NewProblem(httpapi.StatusOf(res.Code), string(res.Code), res.Field, res.Reason)
+		p := httpapi.Problemf(string(res.Code), res.Field, res.Reason)
 		w.Header().Set("X-Command-ID", res.CommandID)
 		httpapi.WriteError(w, r, a.cfg.Logger, p)
 		return
@@ -269,7 +298,7 @@ func (a *API) preferWait(r *http.Request) (time.Duration, error) {
 			}
 			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(v), `"`))
 			if err != nil || n < 0 {
-				return 0, httpapi.NewProblem(http.StatusBadRequest, "invalid", "Prefer", "wait must be a non-negative number of seconds")
+				return 0, httpapi.Problemf(httpapi.CodeInvalidHeader, "Prefer", "wait must be a non-negative number of seconds")
 			}
 			return min(time.Duration(n)*time.Second, a.cfg.MaxWait), nil
 		}
@@ -277,18 +306,9 @@ func (a *API) preferWait(r *http.Request) (time.Duration, error) {
 	return 0, nil
 }
 
-// pathID reads a path parameter that must be a UUID; anything else names no
-// entity that can exist, so it is a 404.
-func pathID(r *http.Request, name string) (string, error) {
-	v := chi.URLParam(r, name)
-	if _, err := uuid.Parse(v); err != nil || len(v) != 36 {
-		return "", httpapi.NewProblem(http.StatusNotFound, string(domain.CodeNotFound), name, name+" not found")
-	}
-	return strings.ToLower(v), nil
-}
 
 func readOnly() *httpapi.Problem {
-	return httpapi.Unavailable("read_only", "the log cannot be written right now; queries still serve", 5)
+	return httpapi.Unavailable(httpapi.CodeReadOnly, "the log cannot be written right now; queries still serve", 5)
 }
 
 // correlationID reads X-Correlation-ID: it is hashed into events, so only
@@ -296,11 +316,11 @@ func readOnly() *httpapi.Problem {
 func correlationID(r *http.Request) (string, error) {
 	v := r.Header.Get("X-Correlation-ID")
 	if len(v) > 128 {
-		return "", httpapi.NewProblem(http.StatusBadRequest, "invalid", "X-Correlation-ID", "at most 128 characters")
+		return "", httpapi.Problemf(httpapi.CodeInvalidHeader, "X-Correlation-ID", "at most 128 characters")
 	}
 	for i := 0; i < len(v); i++ {
 		if v[i] < 0x21 || v[i] > 0x7e {
-			return "", httpapi.NewProblem(http.StatusBadRequest, "invalid", "X-Correlation-ID", "printable ASCII only")
+			return "", httpapi.Problemf(httpapi.CodeInvalidHeader, "X-Correlation-ID", "printable ASCII only")
 		}
 	}
 	return v, nil

@@ -27,12 +27,12 @@ func (a *API) createTask(w http.ResponseWriter, r *http.Request) {
 // body (nil when the route takes none); fill sets the task id into the
 // command payload built from it.
 func (a *API) taskCommand(w http.ResponseWriter, r *http.Request, typ string, body any, payload func(taskID string) any) {
-	ws, err := pathID(r, "ws")
+	ws, err := httpapi.PathID(r, "ws")
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
-	task, err := pathID(r, "task")
+	task, err := httpapi.PathID(r, "task")
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return

@@ -31,7 +31,7 @@ func (a *API) begin(w http.ResponseWriter, r *http.Request, body any) (cmdID str
 // workspaceCommand handles the routes that act on one workspace; with
 // decode, the request body is read into payload.
 func (a *API) workspaceCommand(w http.ResponseWriter, r *http.Request, typ string, payload any, decode bool) {
-	ws, err := pathID(r, "ws")
+	ws, err := httpapi.PathID(r, "ws")
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
@@ -97,7 +97,7 @@ func (a *API) registerAgent(w http.ResponseWriter, r *http.Request) {
 // createIn handles the routes that create an entity inside a workspace: the
 // server names the entity (kind + "_id") and echoes its id.
 func (a *API) createIn(w http.ResponseWriter, r *http.Request, body any, typ, kind string, payload func(id string) any) {
-	ws, err := pathID(r, "ws")
+	ws, err := httpapi.PathID(r, "ws")
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return

@@ -15,13 +15,21 @@ import (
 )
 
 // Outcomes follows the results topic from its end and hands each result to
-// the requests waiting for it (Prefer: wait).
+// the requests waiting for it (Prefer: wait): the requests it answers, that
+// is, since one command id can get two results when its Idempotency-Key
+// came with two different requests (schemas.Result.SameRequest).
 type Outcomes struct {
 	cl  *kgo.Client
 	log *slog.Logger
 
 	mu      sync.Mutex
-	waiters map[string][]chan schemas.Result
+	waiters map[string][]waiter // by command id
+}
+
+// waiter is one waiting request.
+type waiter struct {
+	digest string
+	ch     chan schemas.Result // buffered, sent to once
 }
 
 // NewOutcomes connects a results reader.
@@ -38,7 +46,7 @@ func NewOutcomes(cfg kafka.Config, log *slog.Logger) (*Outcomes, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producers: %w", err)
 	}
-	return &Outcomes{cl: cl, log: log, waiters: map[string][]chan schemas.Result{}}, nil
+	return &Outcomes{cl: cl, log: log, waiters: map[string][]waiter{}}, nil
 }
 
 // Close stops reading.
@@ -60,14 +68,28 @@ func (o *Outcomes) Run(ctx context.Context) {
 				o.log.Warn("undecodable result", "partition", r.Partition, "offset", r.Offset)
 				return
 			}
-			o.mu.Lock()
-			chans := o.waiters[res.CommandID]
-			delete(o.waiters, res.CommandID)
-			o.mu.Unlock()
-			for _, c := range chans {
-				c <- res // buffered, one send each
-			}
+			o.deliver(res)
 		})
+	}
+}
+
+// deliver hands res to the waiters of its command whose request it answers;
+// the others keep waiting for theirs.
+func (o *Outcomes) deliver(res schemas.Result) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var rest []waiter
+	for _, w := range o.waiters[res.CommandID] {
+		if res.SameRequest(w.digest) {
+			w.ch <- res // buffered, and the waiter leaves the list: one send each
+		} else {
+			rest = append(rest, w)
+		}
+	}
+	if len(rest) == 0 {
+		delete(o.waiters, res.CommandID)
+	} else {
+		o.waiters[res.CommandID] = rest
 	}
 }
 
@@ -77,18 +99,20 @@ func (o *Outcomes) waiting(commandID string) bool {
 	return len(o.waiters[commandID]) > 0
 }
 
-// Watch registers interest in a command's outcome; call cancel when done.
-func (o *Outcomes) Watch(commandID string) (ch <-chan schemas.Result, cancel func()) {
+// Watch registers interest in the outcome of a command sent by the request
+// with digest ("" for a command without an Idempotency-Key); call cancel
+// when done.
+func (o *Outcomes) Watch(commandID, digest string) (ch <-chan schemas.Result, cancel func()) {
 	c := make(chan schemas.Result, 1)
 	o.mu.Lock()
-	o.waiters[commandID] = append(o.waiters[commandID], c)
+	o.waiters[commandID] = append(o.waiters[commandID], waiter{digest: digest, ch: c})
 	o.mu.Unlock()
 	return c, func() {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		list := o.waiters[commandID]
 		for i, x := range list {
-			if x == c {
+			if x.ch == c {
 				list = append(list[:i], list[i+1:]...)
 				break
 			}

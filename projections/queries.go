@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -55,7 +54,7 @@ func (q *Queries) Routes(r chi.Router) {
 // fail answers an error; an unreachable database is a 503, not a 500.
 func (q *Queries) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if unreachable(err) {
-		httpapi.WriteError(w, r, q.log, httpapi.Unavailable("queries_degraded", "the read models are unreachable; commands are still accepted", 5))
+		httpapi.WriteError(w, r, q.log, httpapi.Unavailable(httpapi.CodeQueriesDegraded, "the read models are unreachable; commands are still accepted", 5))
 		return
 	}
 	httpapi.WriteError(w, r, q.log, err)
@@ -78,14 +77,6 @@ func unreachable(err error) bool {
 }
 
 func notFound(what string) error { return domain.NotFound("%s not found", what) }
-
-func uuidParam(r *http.Request, name string) (string, error) {
-	v := chi.URLParam(r, name)
-	if _, err := uuid.Parse(v); err != nil || len(v) != 36 {
-		return "", notFound(name)
-	}
-	return strings.ToLower(v), nil
-}
 
 func queryCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 10*time.Second)
@@ -120,7 +111,7 @@ type AgentView struct {
 }
 
 func (q *Queries) getWorkspace(w http.ResponseWriter, r *http.Request) {
-	ws, err := uuidParam(r, "ws")
+	ws, err := httpapi.PathID(r, "ws")
 	if err != nil {
 		q.fail(w, r, err)
 		return
@@ -234,14 +225,14 @@ func (q *Queries) missingWorkspace(ctx context.Context, ws string) error {
 	if s == nil {
 		return notFound("workspace")
 	}
-	return httpapi.Unavailable("projection_stalled", "the read models of this workspace are stalled before its first event; operators: logbook dlq list", 30)
+	return httpapi.Unavailable(httpapi.CodeProjectionStalled, "the read models of this workspace are stalled before its first event; operators: logbook dlq list", 30)
 }
 
 func (q *Queries) getTask(w http.ResponseWriter, r *http.Request) {
-	ws, err := uuidParam(r, "ws")
+	ws, err := httpapi.PathID(r, "ws")
 	if err == nil {
 		var task string
-		if task, err = uuidParam(r, "task"); err == nil {
+		if task, err = httpapi.PathID(r, "task"); err == nil {
 			ctx, cancel := queryCtx(r)
 			defer cancel()
 			var t *domain.Task
@@ -262,7 +253,7 @@ func (q *Queries) getTask(w http.ResponseWriter, r *http.Request) {
 // workspacePage reads what every list route takes: the workspace id and
 // the page size.
 func workspacePage(r *http.Request) (ws string, limit int, err error) {
-	if ws, err = uuidParam(r, "ws"); err != nil {
+	if ws, err = httpapi.PathID(r, "ws"); err != nil {
 		return "", 0, err
 	}
 	limit, err = pageSize(r)
@@ -287,6 +278,13 @@ var taskStatuses = map[string]bool{
 	domain.TaskStatusCompleted: true, domain.TaskStatusFailed: true, domain.TaskStatusCancelled: true,
 }
 
+// TaskPage is a page of GET /v1/workspaces/{ws}/tasks.
+type TaskPage struct {
+	Tasks []TaskView `json:"tasks"`
+	// NextCursor is the cursor of the next page; absent on the last.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
 // listTasks pages by task id (UUIDv7: creation order); the cursor is the
 // last id of the previous page.
 func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
@@ -297,7 +295,7 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	status := r.URL.Query().Get("status")
 	if status != "" && !taskStatuses[status] {
-		q.fail(w, r, domain.Invalid("status", "unknown task status %q", status))
+		q.fail(w, r, domain.Invalid("status", "unknown task status %q", httpapi.Truncate(status)))
 		return
 	}
 	cursor := r.URL.Query().Get("cursor")
@@ -326,13 +324,19 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	body := map[string]any{}
+	page := TaskPage{Tasks: tasks}
 	if len(tasks) > limit {
-		tasks = tasks[:limit]
-		body["next_cursor"] = tasks[limit-1].ID
+		page.Tasks = tasks[:limit]
+		page.NextCursor = tasks[limit-1].ID
 	}
-	body["tasks"] = tasks
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page)
+}
+
+// EventPage is a page of GET /v1/workspaces/{ws}/events.
+type EventPage struct {
+	Events []EventView `json:"events"`
+	// NextAfterSeq is after_seq of the next page; absent on a short page.
+	NextAfterSeq *int64 `json:"next_after_seq,omitempty"`
 }
 
 // EventView is an event of the trail, as stored and hashed.
@@ -380,11 +384,11 @@ func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	body := map[string]any{"events": events}
+	page := EventPage{Events: events}
 	if len(events) == limit {
-		body["next_after_seq"] = events[len(events)-1].Seq
+		page.NextAfterSeq = &events[len(events)-1].Seq
 	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
 // CommandView is the body of GET /v1/commands/{id}.
@@ -406,11 +410,11 @@ func (q *Queries) Outcome(ctx context.Context, id string) (*schemas.Result, erro
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var res schemas.Result
-	var code, reason, field, agg *string
+	var code, reason, field, agg, digest *string
 	var events []byte
-	err := q.pool.QueryRow(ctx, `SELECT id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at
+	err := q.pool.QueryRow(ctx, `SELECT id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest
 		FROM commands WHERE id = $1`, id).Scan(&res.CommandID, &res.WorkspaceID, &res.CommandType, &res.Status,
-		&code, &reason, &field, &agg, &events, &res.DecidedAt)
+		&code, &reason, &field, &agg, &events, &res.DecidedAt, &digest)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -418,6 +422,7 @@ func (q *Queries) Outcome(ctx context.Context, id string) (*schemas.Result, erro
 		return nil, err
 	}
 	res.Code, res.Reason, res.Field, res.AggregateID = domain.Code(deref(code)), deref(reason), deref(field), deref(agg)
+	res.RequestDigest = deref(digest)
 	if len(events) > 0 {
 		_ = json.Unmarshal(events, &res.Events)
 	}
@@ -425,7 +430,7 @@ func (q *Queries) Outcome(ctx context.Context, id string) (*schemas.Result, erro
 }
 
 func (q *Queries) getCommand(w http.ResponseWriter, r *http.Request) {
-	id, err := uuidParam(r, "id")
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		q.fail(w, r, notFound("command"))
 		return

@@ -363,13 +363,14 @@ func applyUsage(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 }
 
 // Results projects the results topic into the commands table: one outcome
-// per command id, the first one kept.
+// per command id, the first one kept (a later result for the same id, such
+// as the refusal of a reused Idempotency-Key, never replaces it).
 type Results struct{}
 
 // Apply implements Applier.
 func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record) error {
 	var ids, ws, types, statuses []string
-	var codes, reasons, fields, aggs []*string
+	var codes, reasons, fields, aggs, digests []*string
 	var events []string
 	var decided []time.Time
 	opt := func(s string) *string {
@@ -392,12 +393,13 @@ func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record
 		reasons = append(reasons, opt(res.Reason))
 		fields = append(fields, opt(res.Field))
 		aggs = append(aggs, opt(res.AggregateID))
+		digests = append(digests, opt(res.RequestDigest))
 		events = append(events, string(ev))
 		decided = append(decided, res.DecidedAt)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO commands (id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at)
+	_, err := tx.Exec(ctx, `INSERT INTO commands (id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::jsonb[], $10::timestamptz[])
-		ON CONFLICT (id) DO NOTHING`, ids, ws, types, statuses, codes, reasons, fields, aggs, events, decided)
+			$8::text[], $9::jsonb[], $10::timestamptz[], $11::text[])
+		ON CONFLICT (id) DO NOTHING`, ids, ws, types, statuses, codes, reasons, fields, aggs, events, decided, digests)
 	return err
 }

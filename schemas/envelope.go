@@ -5,6 +5,9 @@ package schemas
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -22,6 +25,11 @@ type CommandEnvelope struct {
 	ExpectedVersion *int64          `json:"expected_version,omitempty"`
 	CorrelationID   string          `json:"correlation_id,omitempty"`
 	Payload         json.RawMessage `json:"payload"`
+	// RequestDigest identifies the request behind a command sent with an
+	// Idempotency-Key (see RequestDigest), so a key reused for another
+	// request is refused instead of answered with the first outcome. Empty
+	// without a key, and in records written before it existed.
+	RequestDigest string `json:"request_digest,omitempty"`
 }
 
 // EventEnvelope is the value of a record on the events topic. Hash covers
@@ -68,6 +76,52 @@ type Result struct {
 	AggregateID string      `json:"aggregate_id,omitempty"`
 	Events      []EventRef  `json:"events,omitempty"`
 	DecidedAt   time.Time   `json:"decided_at"`
+	// RequestDigest is the command's RequestDigest: it tells which request
+	// a result answers when one command id came with two requests.
+	RequestDigest string `json:"request_digest,omitempty"`
+}
+
+// FieldIdempotencyKey is the field a CodeKeyReused rejection names.
+const FieldIdempotencyKey = "Idempotency-Key"
+
+// RequestDigest is the hex SHA-256 of a request: its method, path and
+// canonical body (nil when there is none), each length-prefixed.
+func RequestDigest(method, path string, body []byte) string {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(method), []byte(path), body} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SameRequest reports whether r answers the request with digest. A side
+// without a digest (no Idempotency-Key, or a record older than digests)
+// matches any request, as before digests existed.
+func (r Result) SameRequest(digest string) bool {
+	return r.RequestDigest == "" || digest == "" || r.RequestDigest == digest
+}
+
+// For returns r as the answer to the request with digest: r itself when it
+// is that request's outcome, else the refusal of the reused key.
+func (r Result) For(digest string) Result {
+	if r.SameRequest(digest) {
+		return r
+	}
+	return KeyReused(r.CommandID, r.CommandType, r.WorkspaceID, digest, r.DecidedAt)
+}
+
+// KeyReused is the outcome of a request whose command id (its
+// Idempotency-Key) was already decided for a different request: rejected,
+// carrying the new request's digest; the first outcome stands.
+func KeyReused(commandID, commandType, workspaceID, digest string, at time.Time) Result {
+	return Result{CommandID: commandID, CommandType: commandType, WorkspaceID: workspaceID,
+		Status: ResultRejected, Code: domain.CodeKeyReused, Field: FieldIdempotencyKey,
+		Reason: "this Idempotency-Key was already used for a different request (method, path or body); " +
+			"its first outcome stands: use a new key for a new request",
+		DecidedAt: at, RequestDigest: digest}
 }
 
 // EncodeCommand turns a domain command into its envelope.

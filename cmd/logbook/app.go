@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only on LOGBOOK_DEBUG_ADDR
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,7 +250,7 @@ func (m *Main) router(api *producers.API, queries *projections.Queries) http.Han
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if l := m.health.level(); l == levelEmergency {
-			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable("emergency", "neither the log nor Postgres is reachable", 5))
+			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable(httpapi.CodeEmergency, "neither the log nor Postgres is reachable", 5))
 			return
 		}
 		httpapi.WriteJSON(w, 200, map[string]string{"status": "ready"})
@@ -266,10 +267,22 @@ func (m *Main) router(api *producers.API, queries *projections.Queries) http.Han
 		queries.Routes(r)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, r, m.Log, httpapi.NewProblem(http.StatusNotFound, "not_found", "", "no such route"))
+		httpapi.WriteError(w, r, m.Log, httpapi.Problemf(httpapi.CodeNotFound, "", "no such route"))
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, r, m.Log, httpapi.NewProblem(http.StatusMethodNotAllowed, "method_not_allowed", "", r.Method+" is not allowed here"))
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		// RFC 9110: a 405 lists the methods the resource allows.
+		path := req.URL.RawPath
+		if path == "" {
+			path = req.URL.Path
+		}
+		var allow []string
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if r.Match(chi.NewRouteContext(), method, path) {
+				allow = append(allow, method)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		httpapi.WriteError(w, req, m.Log, httpapi.Problemf(httpapi.CodeMethodNotAllowed, "", httpapi.Truncate(req.Method)+" is not allowed here"))
 	})
 	return r
 }

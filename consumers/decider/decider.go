@@ -5,11 +5,13 @@
 package decider
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -79,6 +81,9 @@ type Decider struct {
 	mu    sync.Mutex // guards parts against the rebalance callbacks
 	parts map[int32]*partitionState
 
+	restoreMu sync.Mutex
+	restores  map[int32]RestoreStatus // by partition, see Restores
+
 	stats Stats
 }
 
@@ -102,6 +107,7 @@ func New(cfg Config) (*Decider, error) {
 		for _, p := range m[d.topics.Commands] {
 			delete(d.parts, p)
 		}
+		d.forgetRestores(m[d.topics.Commands])
 	}
 	opts := append(cfg.Kafka.Opts(),
 		kgo.ConsumerGroup(cfg.Group),
@@ -346,7 +352,8 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 		log.Error("decider: undecodable command record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return nil, nil
 	}
-	res := &schemas.Result{CommandID: env.ID, CommandType: env.Type, WorkspaceID: env.WorkspaceID, DecidedAt: schemas.Timestamp(now)}
+	res := &schemas.Result{CommandID: env.ID, CommandType: env.Type, WorkspaceID: env.WorkspaceID, DecidedAt: schemas.Timestamp(now),
+		RequestDigest: env.RequestDigest}
 	reject := func(err error) *schemas.Result {
 		res.Status = schemas.ResultRejected
 		var de *domain.Error
@@ -361,11 +368,12 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	ws := b.workspace(p, env.WorkspaceID)
 	if ws != nil {
 		if prev, ok := ws.recent(env.ID); ok {
+			// The first outcome again, or the refusal of a key reused for
+			// another request: no events, and the window keeps the first.
 			d.stats.mu.Lock()
 			d.stats.Duplicates++
 			d.stats.mu.Unlock()
-			dup := prev.result(env.Type, env.WorkspaceID)
-			dup.DecidedAt = res.DecidedAt
+			dup := prev.answer(env, res.DecidedAt)
 			return &dup, nil
 		}
 	}
@@ -512,56 +520,104 @@ func (d *Decider) caughtUp(ctx context.Context, ps *partitionState, p int32, fir
 	return ok && o.Err == nil && first <= o.Offset, nil
 }
 
-// restore reads the compacted decider-state partition up to its last stable
-// offset. Control records are kept so the reader sees the offsets of the
-// transaction markers and knows when it has reached the end.
+// restore reads the compacted decider-state partition up to the last stable
+// offset it has when the read begins. Its progress is kept for Restores.
 func (d *Decider) restore(ctx context.Context, p int32) (*partitionState, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	topic := d.topics.DeciderState
-	cl, err := kgo.NewClient(append(d.cfg.Kafka.Opts(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
+	start := time.Now()
+	d.setRestore(RestoreStatus{Partition: p, State: RestoreRunning, Since: start, Offset: -1, End: -1})
+	ps, n, err := d.readState(ctx, topic, p)
 	if err != nil {
+		failed := RestoreStatus{Partition: p, State: RestoreFailed, Since: time.Now(), Offset: -1, End: -1, Error: err.Error()}
+		var re *kafka.ReadError
+		if errors.As(err, &re) {
+			failed.Offset, failed.End = re.Position, re.End
+		}
+		d.setRestore(failed)
 		return nil, err
 	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("decider: end offsets of %s: %w", topic, err)
-	}
-	end, ok := ends.Lookup(topic, p)
-	if !ok || end.Err != nil {
-		return nil, fmt.Errorf("decider: end offset of %s/%d: %v", topic, p, end.Err)
-	}
-	ps := newPartitionState()
-	start := time.Now()
-	n := 0
-	next := int64(0)
-	for next < end.Offset {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("decider: restore %s/%d stopped at offset %d of %d: %w", topic, p, next, end.Offset, err)
-		}
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return nil, fmt.Errorf("decider: restore %s/%d: %w", topic, p, ferr)
-		}
-		for _, r := range fetches.Records() {
-			next = r.Offset + 1
-			if r.Attrs.IsControl() {
-				continue
-			}
-			if err := ps.apply(string(r.Key), r.Value); err != nil {
-				return nil, fmt.Errorf("decider: state record %s/%d@%d: %w", topic, p, r.Offset, err)
-			}
-			n++
-		}
-	}
+	d.setRestore(RestoreStatus{Partition: p, State: RestoreDone, Since: time.Now(), Offset: -1, End: -1})
 	d.cfg.Logger.Info("decider state restored", "partition", p, "records", n,
 		"workspaces", len(ps.workspaces), "tasks", len(ps.tasks), "took", time.Since(start).Round(time.Millisecond))
 	return ps, nil
+}
+
+// readState applies every committed record of one decider-state partition.
+// A client of its own: the session's connections are busy long-polling.
+func (d *Decider) readState(ctx context.Context, topic string, p int32) (*partitionState, int, error) {
+	cl, err := kgo.NewClient(d.cfg.Kafka.Opts()...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cl.Close()
+	ps := newPartitionState()
+	n := 0
+	err = kafka.ReadToEnd(ctx, cl, topic, map[int32]int64{p: 0}, func(r *kgo.Record) error {
+		if err := ps.apply(string(r.Key), r.Value); err != nil {
+			return fmt.Errorf("undecodable state record: %w", err)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("decider: restore: %w", err)
+	}
+	return ps, n, nil
+}
+
+// RestoreState is where the restore of a partition's state stands.
+type RestoreState string
+
+const (
+	RestoreRunning RestoreState = "restoring"
+	RestoreFailed  RestoreState = "failed"
+	RestoreDone    RestoreState = "restored"
+)
+
+// RestoreStatus is the last restore of one assigned partition's state, so a
+// restore that hangs or fails is visible rather than silent.
+type RestoreStatus struct {
+	Partition int32
+	State     RestoreState
+	// Since is when the partition entered State.
+	Since time.Time
+	// Offset and End say, for a failed restore, how far into the
+	// decider-state partition it got and the end it was heading for; -1
+	// when unknown or not failed.
+	Offset, End int64
+	// Error is the failure, empty unless State is RestoreFailed.
+	Error string
+}
+
+// Restores returns the restore status of every partition restored, being
+// restored or failing to restore since it was assigned, by partition.
+func (d *Decider) Restores() []RestoreStatus {
+	d.restoreMu.Lock()
+	defer d.restoreMu.Unlock()
+	out := make([]RestoreStatus, 0, len(d.restores))
+	for _, s := range d.restores {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b RestoreStatus) int { return cmp.Compare(a.Partition, b.Partition) })
+	return out
+}
+
+func (d *Decider) setRestore(s RestoreStatus) {
+	d.restoreMu.Lock()
+	defer d.restoreMu.Unlock()
+	if d.restores == nil {
+		d.restores = map[int32]RestoreStatus{}
+	}
+	d.restores[s.Partition] = s
+}
+
+// forgetRestores drops the status of partitions no longer assigned.
+func (d *Decider) forgetRestores(ps []int32) {
+	d.restoreMu.Lock()
+	defer d.restoreMu.Unlock()
+	for _, p := range ps {
+		delete(d.restores, p)
+	}
 }

@@ -305,3 +305,79 @@ func TestDeciderRefusesToOutgrowAStateRecord(t *testing.T) {
 		t.Fatalf("accepted %d, refused %d of 14 large agents", accepted, refused)
 	}
 }
+
+// sendKeyed sends a command as the API does for a request with an
+// Idempotency-Key: with its request digest. The digest is set in the JSON
+// so the test also compiles, and fails, against a decider without digests.
+func (h *harness) sendKeyed(id, typ, ws, digest string, payload any) {
+	h.t.Helper()
+	env, err := schemas.EncodeCommand(domain.Command{ID: id, Type: typ, WorkspaceID: ws,
+		Actor: domain.Actor{ID: "tester", Role: "admin"}, IssuedAt: time.Now(), Payload: payload}, "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	val, _ := json.Marshal(env)
+	var m map[string]any
+	_ = json.Unmarshal(val, &m)
+	m["request_digest"] = digest
+	val, _ = json.Marshal(m)
+	if err := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: h.cfg.Topics().Commands, Key: []byte(ws), Value: val}).FirstErr(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// keyedResult reads a result with its request digest.
+type keyedResult struct {
+	schemas.Result
+	RequestDigest string `json:"request_digest"`
+}
+
+func TestDeciderRefusesAKeyReusedForAnotherRequest(t *testing.T) {
+	h := newHarness(t)
+	stop := h.startDecider()
+	ws, cmd, task := newID(), newID(), newID()
+	d1, d2 := strings.Repeat("a1", 32), strings.Repeat("b2", 32) // digests of two requests
+	h.send(newID(), domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "a"})
+	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d1, &domain.TaskCreateCmd{TaskID: task, Title: "first"})
+	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d2, &domain.TaskCreateCmd{TaskID: task, Title: "second"}) // same key, other body
+	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d1, &domain.TaskCreateCmd{TaskID: task, Title: "first"})  // a true retry
+
+	check := func(rs []keyedResult, want int) {
+		t.Helper()
+		var got []keyedResult
+		for _, r := range rs {
+			if r.CommandID == cmd {
+				got = append(got, r)
+			}
+		}
+		if len(got) != want {
+			t.Fatalf("want %d results for the keyed command, got %d: %+v", want, len(got), got)
+		}
+		for i, r := range got {
+			reused := i%2 == 1 // the requests alternate: first, second, first…
+			switch {
+			case reused && (r.Status != schemas.ResultRejected || r.Code != "idempotency_key_reused" ||
+				r.Field != "Idempotency-Key" || r.RequestDigest != d2 || len(r.Events) != 0):
+				t.Fatalf("result %d: another body under the same key must be refused with its own digest, got %+v", i, r)
+			case !reused && (r.Status != schemas.ResultAccepted || r.AggregateID != task || r.RequestDigest != d1):
+				t.Fatalf("result %d: the first request and its retries must get the first outcome, got %+v", i, r)
+			}
+		}
+	}
+	check(read(h, h.cfg.Topics().Results, atLeast[keyedResult](4)), 3)
+	if events := readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events); len(events) != 2 {
+		t.Fatalf("want 2 events (workspace, one task), got %d", len(events))
+	}
+
+	// The digest survives a restore from the decider-state topic, and the
+	// refusal did not replace the first outcome in the window.
+	stop()
+	stop = h.startDecider()
+	defer stop()
+	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d2, &domain.TaskCreateCmd{TaskID: task, Title: "second"})
+	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d1, &domain.TaskCreateCmd{TaskID: task, Title: "first"})
+	check(read(h, h.cfg.Topics().Results, atLeast[keyedResult](6)), 5)
+	if events := readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events); len(events) != 2 {
+		t.Fatalf("after restore: want 2 events, got %d", len(events))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/schemas"
@@ -28,6 +29,28 @@ type outcome struct {
 	Reason      string      `json:"reason,omitempty"`
 	Field       string      `json:"field,omitempty"`
 	AggregateID string      `json:"aggregate,omitempty"`
+	// Digest is the start of the request digest (compactDigest), when the
+	// command came with an Idempotency-Key.
+	Digest string `json:"digest,omitempty"`
+}
+
+// digestLen is how much of a request digest the window keeps: 16 bytes in
+// hex, plenty to tell two requests under one key apart.
+const digestLen = 32
+
+func compactDigest(d string) string { return d[:min(len(d), digestLen)] }
+
+// answer is the reply to a command whose id is in the window: its first
+// outcome, or, when the command came from another request than the first
+// (its digest differs), the refusal of the reused key. Outcomes and
+// commands without a digest match anything, as they did before digests.
+func (o outcome) answer(env schemas.CommandEnvelope, decidedAt time.Time) schemas.Result {
+	if o.Digest != "" && env.RequestDigest != "" && compactDigest(env.RequestDigest) != o.Digest {
+		return schemas.KeyReused(env.ID, env.Type, env.WorkspaceID, env.RequestDigest, decidedAt)
+	}
+	r := o.result(env.Type, env.WorkspaceID)
+	r.DecidedAt, r.RequestDigest = decidedAt, env.RequestDigest
+	return r
 }
 
 // recent finds a command's first outcome in the window.
@@ -53,7 +76,7 @@ func (o outcome) result(commandType, workspaceID string) schemas.Result {
 // remember returns a copy of w whose window holds r, dropping the oldest
 // outcomes beyond window.
 func (w workspaceState) remember(r schemas.Result, window int) workspaceState {
-	o := outcome{CommandID: r.CommandID, AggregateID: r.AggregateID}
+	o := outcome{CommandID: r.CommandID, AggregateID: r.AggregateID, Digest: compactDigest(r.RequestDigest)}
 	if r.Status == schemas.ResultRejected {
 		o.Rejected, o.Code, o.Reason, o.Field = true, r.Code, r.Reason, r.Field
 	}

@@ -1,8 +1,12 @@
 package decider
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/schemas"
@@ -36,5 +40,80 @@ func TestWindowKeepsTheLastOutcomesAndReplaysThem(t *testing.T) {
 	after := w.remember(schemas.Result{CommandID: "c10", Status: schemas.ResultAccepted}, 4)
 	if before.Recent[3].CommandID != "c9" || after.Recent[3].CommandID != "c10" {
 		t.Fatal("remember changed the state it was called on")
+	}
+}
+
+func TestWindowRefusesAKeyReusedForAnotherRequest(t *testing.T) {
+	d1 := schemas.RequestDigest("POST", "/v1/workspaces/w/tasks", []byte(`{"title":"a"}`))
+	d2 := schemas.RequestDigest("POST", "/v1/workspaces/w/tasks", []byte(`{"title":"b"}`))
+	var w workspaceState
+	w = w.remember(schemas.Result{CommandID: "c1", Status: schemas.ResultAccepted, AggregateID: "a1", RequestDigest: d1}, 4)
+	w = w.remember(schemas.Result{CommandID: "c2", Status: schemas.ResultAccepted, AggregateID: "a2"}, 4) // no key
+	if got := w.Recent[0].Digest; got != d1[:32] {
+		t.Fatalf("window keeps digest %q, want the first 16 bytes of %q", got, d1)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	env := func(id, digest string) schemas.CommandEnvelope {
+		return schemas.CommandEnvelope{ID: id, Type: domain.CmdTaskCreate, WorkspaceID: "w", RequestDigest: digest}
+	}
+	first, _ := w.recent("c1")
+	if got := first.answer(env("c1", d1), at); got.Status != schemas.ResultAccepted || got.AggregateID != "a1" || got.RequestDigest != d1 || !got.DecidedAt.Equal(at) {
+		t.Fatalf("same request: %+v, want the first outcome", got)
+	}
+	if got := first.answer(env("c1", ""), at); got.Status != schemas.ResultAccepted || got.AggregateID != "a1" {
+		t.Fatalf("a command without a digest: %+v, want the first outcome", got)
+	}
+	got := first.answer(env("c1", d2), at)
+	if got.Status != schemas.ResultRejected || got.Code != domain.CodeKeyReused || got.Field != "Idempotency-Key" ||
+		got.RequestDigest != d2 || got.AggregateID != "" || got.CommandID != "c1" || got.WorkspaceID != "w" {
+		t.Fatalf("another request under the same key: %+v, want idempotency_key_reused", got)
+	}
+	unkeyed, _ := w.recent("c2")
+	if got := unkeyed.answer(env("c2", d2), at); got.Status != schemas.ResultAccepted || got.AggregateID != "a2" {
+		t.Fatalf("an outcome without a digest: %+v, want it as before", got)
+	}
+}
+
+// testdata/workspace-before-digest.json is a decider-state workspace record
+// written by logbook before request digests existed: a workspace, a task
+// created and a rejected completion in its window.
+func TestWorkspaceRecordWrittenBeforeDigestsStillReads(t *testing.T) {
+	raw, err := os.ReadFile("testdata/workspace-before-digest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.TrimSpace(raw)
+	const ws = "0190d6a4-0000-7000-8000-00000000a001"
+	p := newPartitionState()
+	if err := p.apply(keyWorkspace+ws, raw); err != nil {
+		t.Fatal(err)
+	}
+	w := p.workspaces[ws]
+	if w == nil || w.Workspace == nil || w.Workspace.Name != "golden" || w.Chain.Seq != 2 || len(w.Recent) != 3 {
+		t.Fatalf("restored %+v", w)
+	}
+	// Written back unchanged: old outcomes gain no field.
+	if again, _ := json.Marshal(w); !bytes.Equal(again, raw) {
+		t.Fatalf("record does not round-trip:\nstored  %s\nwritten %s", raw, again)
+	}
+	// Old outcomes have no digest: any request under their id gets them.
+	d := schemas.RequestDigest("POST", "/v1/workspaces/"+ws+"/tasks", []byte(`{"title":"other"}`))
+	at := time.Now().UTC()
+	o, ok := w.recent("0190d6a4-0000-7000-8000-00000000c002")
+	if got := o.answer(schemas.CommandEnvelope{ID: o.CommandID, Type: domain.CmdTaskCreate, WorkspaceID: ws, RequestDigest: d}, at); !ok ||
+		got.Status != schemas.ResultAccepted || got.AggregateID != "0190d6a4-0000-7000-8000-00000000b001" {
+		t.Fatalf("old accepted outcome answered %+v", got)
+	}
+	o, ok = w.recent("0190d6a4-0000-7000-8000-00000000c003")
+	if got := o.answer(schemas.CommandEnvelope{ID: o.CommandID, Type: domain.CmdTaskComplete, WorkspaceID: ws}, at); !ok ||
+		got.Status != schemas.ResultRejected || got.Code != domain.CodeConflict || got.Reason == "" {
+		t.Fatalf("old rejected outcome answered %+v", got)
+	}
+	// New outcomes join the old window with their digest.
+	next := w.remember(schemas.Result{CommandID: "c-new", Status: schemas.ResultAccepted, RequestDigest: d}, 256)
+	val, _ := json.Marshal(next)
+	var back workspaceState
+	if err := json.Unmarshal(val, &back); err != nil || len(back.Recent) != 4 || back.Recent[3].Digest != d[:32] || back.Recent[0].Digest != "" {
+		t.Fatalf("window after a new outcome: %s (%v)", val, err)
 	}
 }

@@ -40,91 +40,63 @@ func Read(ctx context.Context, cfg kafka.Config, opts Options, fn func(schemas.E
 	defer cancel()
 	topic := cfg.Topics().Events
 
-	admCl, err := kgo.NewClient(cfg.Opts()...)
-	if err != nil {
-		return err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("replay: end offsets: %w", err)
-	}
-	var starts kadm.ListedOffsets
-	if opts.Since.IsZero() {
-		starts, err = adm.ListStartOffsets(ctx, topic)
-	} else {
-		starts, err = adm.ListOffsetsAfterMilli(ctx, opts.Since.UnixMilli(), topic)
-	}
-	if err != nil {
-		return fmt.Errorf("replay: start offsets: %w", err)
-	}
-	only := int32(-1)
-	if opts.WorkspaceID != "" {
-		only = PartitionOf(opts.WorkspaceID, int32(len(ends[topic])))
-	}
-
-	from := map[int32]kgo.Offset{}
-	remaining := map[int32]int64{} // partition → end offset still to reach
-	for p, end := range ends[topic] {
-		if end.Err != nil {
-			return fmt.Errorf("replay: partition %d: %w", p, end.Err)
-		}
-		if only >= 0 && p != only {
-			continue
-		}
-		start := starts[topic][p].Offset
-		if start < end.Offset {
-			from[p] = kgo.NewOffset().At(start)
-			remaining[p] = end.Offset
-		}
-	}
-	if len(from) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append(cfg.Opts(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
+	cl, err := kgo.NewClient(cfg.Opts()...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	for len(remaining) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("replay: stopped before the end: %w", err)
+	from, err := startOffsets(ctx, kadm.NewClient(cl), topic, opts)
+	if err != nil {
+		return err
+	}
+	err = kafka.ReadToEnd(ctx, cl, topic, from, func(r *kgo.Record) error {
+		var e schemas.EventEnvelope
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			return fmt.Errorf("undecodable event: %w", err)
 		}
-		var ferr error
-		fetches.EachError(func(_ string, p int32, err error) { ferr = errors.Join(ferr, fmt.Errorf("partition %d: %w", p, err)) })
-		if ferr != nil {
-			return fmt.Errorf("replay: %w", ferr)
+		if opts.WorkspaceID != "" && e.WorkspaceID != opts.WorkspaceID {
+			return nil
 		}
-		for _, r := range fetches.Records() {
-			end, ok := remaining[r.Partition]
-			if !ok || r.Offset >= end {
-				continue
-			}
-			if r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-			if r.Attrs.IsControl() {
-				continue
-			}
-			var e schemas.EventEnvelope
-			if err := json.Unmarshal(r.Value, &e); err != nil {
-				return fmt.Errorf("replay: event at %d/%d: %w", r.Partition, r.Offset, err)
-			}
-			if opts.WorkspaceID != "" && e.WorkspaceID != opts.WorkspaceID {
-				continue
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
+		return fn(e)
+	})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
 	return nil
+}
+
+// startOffsets is where each partition to read begins: the log start, or
+// the first event at or after opts.Since; one partition for one workspace.
+func startOffsets(ctx context.Context, adm *kadm.Client, topic string, opts Options) (map[int32]int64, error) {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var (
+		starts kadm.ListedOffsets
+		err    error
+	)
+	if opts.Since.IsZero() {
+		starts, err = adm.ListStartOffsets(lctx, topic)
+	} else {
+		starts, err = adm.ListOffsetsAfterMilli(lctx, opts.Since.UnixMilli(), topic)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay: start offsets: %w", err)
+	}
+	only := int32(-1)
+	if opts.WorkspaceID != "" {
+		only = PartitionOf(opts.WorkspaceID, int32(len(starts[topic])))
+	}
+	from := map[int32]int64{}
+	for p, o := range starts[topic] {
+		if o.Err != nil {
+			return nil, fmt.Errorf("replay: partition %d: %w", p, o.Err)
+		}
+		// -1: no event at or after Since.
+		if (only < 0 || p == only) && o.Offset >= 0 {
+			from[p] = o.Offset
+		}
+	}
+	return from, nil
 }
 
 // PartitionOf is the partition a workspace's records land on: the same

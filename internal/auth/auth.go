@@ -212,13 +212,13 @@ func (k *Keys) Middleware(log *slog.Logger) func(http.Handler) http.Handler {
 			token, ok := strings.CutPrefix(h, "Bearer ")
 			if !ok || token == "" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="logbook"`)
-				httpapi.WriteError(w, r, log, httpapi.NewProblem(http.StatusUnauthorized, "unauthenticated", "Authorization", "send Authorization: Bearer <api key>"))
+				httpapi.WriteError(w, r, log, httpapi.Problemf(httpapi.CodeUnauthenticated, "Authorization", "send Authorization: Bearer <api key>"))
 				return
 			}
 			p, ok := k.Authenticate(token)
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="logbook", error="invalid_token"`)
-				httpapi.WriteError(w, r, log, httpapi.NewProblem(http.StatusUnauthorized, "invalid_key", "Authorization", "unknown or revoked API key"))
+				httpapi.WriteError(w, r, log, httpapi.Problemf(httpapi.CodeInvalidKey, "Authorization", "unknown or revoked API key"))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))

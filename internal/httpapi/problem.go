@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/logbook-dev/logbook/domain"
 )
@@ -29,29 +33,76 @@ type Problem struct {
 
 func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
 
-// NewProblem builds a problem for a status.
-func NewProblem(status int, code, field, detail string) *Problem {
+// Problem codes of the HTTP layer; the domain's codes (domain.Code) are
+// problem codes too. Each code has one status, in statuses.
+const (
+	CodeNotFound             = string(domain.CodeNotFound)
+	CodeConflict             = string(domain.CodeConflict)
+	CodeInvalid              = string(domain.CodeInvalid)
+	CodeKeyReused            = string(domain.CodeKeyReused)
+	CodeMalformedJSON        = "malformed_json"
+	CodeUnknownField         = "unknown_field"
+	CodeInvalidHeader        = "invalid_header"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeBodyTooLarge         = "body_too_large"
+	CodeMethodNotAllowed     = "method_not_allowed"
+	CodeUnauthenticated      = "unauthenticated"
+	CodeInvalidKey           = "invalid_key"
+	CodeBacklog              = "backlog"
+	CodeRateLimited          = "rate_limited"
+	CodeReadOnly             = "read_only"
+	CodeAppendUnconfirmed    = "append_unconfirmed"
+	CodeQueriesDegraded      = "queries_degraded"
+	CodeProjectionStalled    = "projection_stalled"
+	CodeEmergency            = "emergency"
+	CodeInternal             = "internal"
+)
+
+var statuses = map[string]int{
+	CodeNotFound:             http.StatusNotFound,
+	CodeConflict:             http.StatusConflict,
+	CodeInvalid:              http.StatusUnprocessableEntity,
+	CodeKeyReused:            http.StatusUnprocessableEntity,
+	CodeMalformedJSON:        http.StatusBadRequest,
+	CodeUnknownField:         http.StatusUnprocessableEntity,
+	CodeInvalidHeader:        http.StatusBadRequest,
+	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	CodeBodyTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	CodeUnauthenticated:      http.StatusUnauthorized,
+	CodeInvalidKey:           http.StatusUnauthorized,
+	CodeBacklog:              http.StatusTooManyRequests,
+	CodeRateLimited:          http.StatusTooManyRequests,
+	CodeReadOnly:             http.StatusServiceUnavailable,
+	CodeAppendUnconfirmed:    http.StatusServiceUnavailable,
+	CodeQueriesDegraded:      http.StatusServiceUnavailable,
+	CodeProjectionStalled:    http.StatusServiceUnavailable,
+	CodeEmergency:            http.StatusServiceUnavailable,
+	CodeInternal:             http.StatusInternalServerError,
+}
+
+// Problemf builds the problem of a code, with the code's status.
+func Problemf(code, field, detail string) *Problem {
+	status, ok := statuses[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
 	return &Problem{Type: "https://logbook.dev/problems/" + code, Title: http.StatusText(status),
 		Status: status, Detail: detail, Code: code, Field: field}
 }
 
-// Unavailable is a 503 that tells the client when to come back.
+// Unavailable is a problem that tells the client when to come back (a 503
+// or 429 code).
 func Unavailable(code, detail string, retryAfter int) *Problem {
-	p := NewProblem(http.StatusServiceUnavailable, code, "", detail)
+	p := Problemf(code, "", detail)
 	p.RetryAfter = retryAfter
 	return p
 }
 
-// StatusOf maps a domain error code to an HTTP status; this is the only
-// place that mapping lives.
+// StatusOf maps a domain error code to an HTTP status.
 func StatusOf(c domain.Code) int {
-	switch c {
-	case domain.CodeNotFound:
-		return http.StatusNotFound
-	case domain.CodeConflict:
-		return http.StatusConflict
-	case domain.CodeInvalid:
-		return http.StatusUnprocessableEntity
+	if s, ok := statuses[string(c)]; ok {
+		return s
 	}
 	return http.StatusInternalServerError
 }
@@ -65,10 +116,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	switch {
 	case errors.As(err, &p):
 	case errors.As(err, &de):
-		p = NewProblem(StatusOf(de.Code), string(de.Code), de.Field, de.Message)
+		p = Problemf(string(de.Code), de.Field, de.Message)
 	default:
 		log.Error("internal error", "method", r.Method, "route", r.URL.Path, "err", err)
-		p = NewProblem(http.StatusInternalServerError, "internal", "", "internal error")
+		p = Problemf(CodeInternal, "", "internal error")
 	}
 	if p.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(p.RetryAfter))
@@ -83,4 +134,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// PathID reads a path parameter that must be a UUID, lower-cased; anything
+// else names no entity that can exist, so it is a 404, never a 400.
+func PathID(r *http.Request, name string) (string, error) {
+	v := chi.URLParam(r, name)
+	if len(v) != 36 {
+		return "", domain.NotFound("%s not found", name)
+	}
+	if _, err := uuid.Parse(v); err != nil {
+		return "", domain.NotFound("%s not found", name)
+	}
+	return strings.ToLower(v), nil
 }
