@@ -89,7 +89,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.health = newHealth(c.Kafka, m.pool, m.Log)
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "logbook_degradation_level",
-		Help: "0 full, 1 ai_degraded, 2 read_only, 3 queries_degraded, 4 emergency.",
+		Help: "0 full, 1 ai_degraded, 2 read_only, 3 queries_degraded, 4 emergency, 5 decisions_delayed.",
 	}, func() float64 { return float64(m.health.level().rank()) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "logbook_projection_stalled_workspaces",
@@ -137,8 +137,6 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	c := m.Config
-	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
-	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, 10*time.Second); return nil })
 
 	if c.hasRole("decider") {
 		d, err := decider.New(decider.Config{Kafka: c.Kafka, Logger: m.Log})
@@ -147,8 +145,15 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		defer d.Close()
 		m.reg.MustRegister(deciderCollector{d})
+		m.health.restores = d.Restores
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "logbook_decider_restores_stuck",
+			Help: "Decider partitions whose state restore failed or runs too long: their commands wait undecided (see /v1/status).",
+		}, func() float64 { return float64(len(m.health.stuckRestores())) }))
 		goRun("decider", d.Run)
 	}
+	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
+	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, 10*time.Second); return nil })
 	if c.hasRole("projector") {
 		for _, spec := range []struct {
 			name, topic string
@@ -312,6 +317,9 @@ const (
 	levelReadOnly        level = "read_only"
 	levelQueriesDegraded level = "queries_degraded"
 	levelEmergency       level = "emergency"
+	// levelDecisionsDelayed: a decider partition cannot restore its state;
+	// its workspaces' commands are logged and wait to be decided.
+	levelDecisionsDelayed level = "decisions_delayed"
 )
 
 func (l level) rank() int {
@@ -324,6 +332,8 @@ func (l level) rank() int {
 		return 3
 	case levelEmergency:
 		return 4
+	case levelDecisionsDelayed:
+		return 5
 	}
 	return 0
 }
@@ -339,6 +349,27 @@ type health struct {
 	checkedAt     atomic.Int64
 	lag           *kafka.LagMonitor // nil unless the api role runs
 	stalls        atomic.Pointer[projections.StallSummary]
+	restores      func() []decider.RestoreStatus // nil unless the decider role runs
+}
+
+// restoreLimit is how long a decider state restore may run before it
+// counts as stuck.
+const restoreLimit = time.Minute
+
+// stuckRestores lists the decider partitions whose state cannot be
+// restored: their commands are logged but not decided.
+func (h *health) stuckRestores() []decider.RestoreStatus {
+	if h.restores == nil {
+		return nil
+	}
+	var stuck []decider.RestoreStatus
+	now := time.Now()
+	for _, s := range h.restores() {
+		if s.Stuck(now, restoreLimit) {
+			stuck = append(stuck, s)
+		}
+	}
+	return stuck
 }
 
 func newHealth(k kafka.Config, pool *pgxpool.Pool, log *slog.Logger) *health {
@@ -409,6 +440,8 @@ func (h *health) level() level {
 		return levelReadOnly
 	case !p:
 		return levelQueriesDegraded
+	case len(h.stuckRestores()) > 0:
+		return levelDecisionsDelayed
 	}
 	return levelFull
 }
@@ -422,6 +455,9 @@ func (h *health) status() map[string]any {
 	}
 	if st := h.stalls.Load(); st != nil {
 		s["projections"] = st
+	}
+	if h.restores != nil {
+		s["decider_restores"] = map[string]any{"partitions": h.restores(), "stuck": len(h.stuckRestores())}
 	}
 	if h.lag != nil {
 		lag, drain, fresh := h.lag.Lag()

@@ -549,7 +549,7 @@ func (d *Decider) restore(ctx context.Context, p int32) (*partitionState, error)
 func (d *Decider) readState(ctx context.Context, topic string, p int32) (*partitionState, int, error) {
 	cl, err := kgo.NewClient(d.cfg.Kafka.Opts()...)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("decider: restore client: %w", err)
 	}
 	defer cl.Close()
 	ps := newPartitionState()
@@ -579,16 +579,23 @@ const (
 // RestoreStatus is the last restore of one assigned partition's state, so a
 // restore that hangs or fails is visible rather than silent.
 type RestoreStatus struct {
-	Partition int32
-	State     RestoreState
+	Partition int32        `json:"partition"`
+	State     RestoreState `json:"state"`
 	// Since is when the partition entered State.
-	Since time.Time
+	Since time.Time `json:"since"`
 	// Offset and End say, for a failed restore, how far into the
 	// decider-state partition it got and the end it was heading for; -1
 	// when unknown or not failed.
-	Offset, End int64
+	Offset int64 `json:"offset"`
+	End    int64 `json:"end"`
 	// Error is the failure, empty unless State is RestoreFailed.
-	Error string
+	Error string `json:"error,omitempty"`
+}
+
+// Stuck reports a restore that failed, or has run for longer than limit:
+// commands of that partition's workspaces wait undecided.
+func (s RestoreStatus) Stuck(now time.Time, limit time.Duration) bool {
+	return s.State == RestoreFailed || (s.State == RestoreRunning && now.Sub(s.Since) > limit)
 }
 
 // Restores returns the restore status of every partition restored, being

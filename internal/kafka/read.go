@@ -59,8 +59,9 @@ const (
 // may abort without writing one), compacted gaps and empty partitions.
 //
 // The caller bounds the read with ctx; a partition that stops advancing
-// fails on its own after 30 seconds. Every failure, fn's included (reachable
-// with errors.Is and errors.As), is a *ReadError saying where it stopped.
+// fails on its own after 30 seconds. A partition that cannot be read to its
+// end, fn's refusal included, fails with a *ReadError saying where it
+// stopped; it wraps the cause, so errors.Is and errors.As reach fn's error.
 func ReadToEnd(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64, fn func(*kgo.Record) error) error {
 	if len(from) == 0 {
 		return nil
