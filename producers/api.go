@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,9 @@ type submission struct {
 // fresh UUIDv7.
 func commandID(r *http.Request, p auth.Principal) (id string, keyed bool, err error) {
 	key := r.Header.Get("Idempotency-Key")
+	if key == "" && len(r.Header.Values("Idempotency-Key")) > 0 {
+		return "", false, httpapi.Problemf(httpapi.CodeInvalidHeader, "Idempotency-Key", "must not be empty")
+	}
 	if key == "" {
 		u, err := uuid.NewV7()
 		return u.String(), false, err
@@ -197,10 +201,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
-	if ev := r.Header.Get("If-Match"); ev != "" {
-		v, err := strconv.ParseInt(strings.Trim(ev, `"`), 10, 64)
-		if err != nil || v < 0 {
-			httpapi.WriteError(w, r, a.cfg.Logger, httpapi.Problemf(httpapi.CodeInvalidHeader, "If-Match", "expected version must be a non-negative integer"))
+	if len(r.Header.Values("If-Match")) > 0 {
+		v, err := ifMatch(r.Header.Get("If-Match"))
+		if err != nil {
+			httpapi.WriteError(w, r, a.cfg.Logger, err)
 			return
 		}
 		env.ExpectedVersion = &v
@@ -288,7 +292,9 @@ func (a *API) writeOutcome(w http.ResponseWriter, r *http.Request, s submission,
 	httpapi.WriteJSON(w, status, body)
 }
 
-// preferWait parses Prefer: wait=N (RFC 7240), capped at MaxWait.
+// preferWait parses Prefer: wait=N (RFC 7240), capped at MaxWait. A wait
+// that is not a non-negative integer is a preference not understood: it is
+// ignored, as RFC 7240 asks.
 func (a *API) preferWait(r *http.Request) (time.Duration, error) {
 	for _, h := range r.Header.Values("Prefer") {
 		for _, part := range strings.Split(h, ",") {
@@ -296,9 +302,9 @@ func (a *API) preferWait(r *http.Request) (time.Duration, error) {
 			if !ok || !strings.EqualFold(strings.TrimSpace(k), "wait") {
 				continue
 			}
-			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(v), `"`))
-			if err != nil || n < 0 {
-				return 0, httpapi.Problemf(httpapi.CodeInvalidHeader, "Prefer", "wait must be a non-negative number of seconds")
+			n, err := strconv.ParseUint(strings.Trim(strings.TrimSpace(v), `"`), 10, 16)
+			if err != nil {
+				continue
 			}
 			return min(time.Duration(n)*time.Second, a.cfg.MaxWait), nil
 		}
@@ -306,6 +312,16 @@ func (a *API) preferWait(r *http.Request) (time.Duration, error) {
 	return 0, nil
 }
 
+// ifMatchVersion is If-Match as the document states it: 1 to 18 digits,
+// optionally quoted (an ETag), so every value fits an int64.
+var ifMatchVersion = regexp.MustCompile(`^"?[0-9]{1,18}"?$`)
+
+func ifMatch(v string) (int64, error) {
+	if !ifMatchVersion.MatchString(v) {
+		return 0, httpapi.Problemf(httpapi.CodeInvalidHeader, "If-Match", "expected version: 1 to 18 digits, optionally quoted")
+	}
+	return strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
+}
 
 func readOnly() *httpapi.Problem {
 	return httpapi.Unavailable(httpapi.CodeReadOnly, "the log cannot be written right now; queries still serve", 5)

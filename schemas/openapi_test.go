@@ -11,6 +11,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -241,4 +242,49 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The document states the domain's one definition of acceptable text: every
+// free string a request carries has its pattern.
+func TestOpenAPIStringsStateTheDomainTextRule(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Type      any    `json:"type"`
+					Enum      []any  `json:"enum"`
+					Pattern   string `json:"pattern"`
+					MinLength int    `json:"minLength"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(schemas.OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for name, s := range doc.Components.Schemas {
+		if !strings.HasSuffix(name, "Request") {
+			continue
+		}
+		for field, p := range s.Properties {
+			if typ, _ := p.Type.(string); typ != "string" || p.Enum != nil {
+				continue
+			}
+			n++
+			want := domain.TextPattern
+			switch {
+			case p.MinLength >= 1:
+				want = domain.RequiredTextPattern
+			case p.Pattern == "^$|"+domain.RequiredTextPattern:
+				want = p.Pattern
+			}
+			if p.Pattern != want {
+				t.Errorf("%s.%s: pattern %q, want %q", name, field, p.Pattern, want)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d request strings checked", n)
+	}
 }
