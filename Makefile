@@ -10,9 +10,14 @@ PKGS    := ./...
 run: tools
 	$(GO) run ./cmd/logbook dev --data $(DATA) --http $(HTTP)
 
-## test: unit, integration (kfake + real Postgres) and end-to-end (the real binary)
+## test: unit, integration (kfake + real Postgres), end-to-end (the real binary), then each fuzz target briefly
+FUZZTIME ?= 10s
 test: tools
 	$(GO) test -count=1 -timeout 40m $(PKGS)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateAgreesWithDecide$$' -fuzztime $(FUZZTIME) ./domain
+	$(GO) test -run '^$$' -fuzz '^FuzzDBText$$' -fuzztime $(FUZZTIME) ./projections
+	$(GO) test -run '^$$' -fuzz '^FuzzAcceptedCommandsRoundTrip$$' -fuzztime $(FUZZTIME) -parallel 1 ./projections
 
 ## test-kafka: the same integration and e2e suites on a real 3-node Apache Kafka 4.x (KRaft) cluster, plus broker fault tests
 test-kafka: tools
@@ -40,3 +45,8 @@ build:
 ## tools: checks that the machine can run logbook's embedded Postgres
 tools:
 	@bash deploy/local/ensure-tools.sh
+
+## fuzz-api: schemathesis (pinned, own virtualenv) against a real `logbook dev`; config in deploy/schemathesis/
+.PHONY: fuzz-api
+fuzz-api: tools
+	bash deploy/schemathesis.sh
