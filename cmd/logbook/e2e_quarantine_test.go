@@ -109,3 +109,17 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// RFC 9110: a 405 says which methods the resource allows.
+func TestMethodNotAllowedListsAllow(t *testing.T) {
+	p := startDev(t, t.TempDir())
+	c := newClient(t, p.URL, p.Key)
+	r := c.must(405, "DELETE", "/v1/workspaces", nil)
+	if got := r.Header.Get("Allow"); got != "POST" {
+		t.Fatalf("Allow %q, want POST", got)
+	}
+	r = c.must(405, "PATCH", "/v1/workspaces/"+"00000000-0000-0000-0000-000000000000", nil)
+	if got := r.Header.Get("Allow"); got != "GET" {
+		t.Fatalf("Allow %q, want GET", got)
+	}
+}

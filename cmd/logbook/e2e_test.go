@@ -353,7 +353,9 @@ func TestBadInputGetsPreciseProblems(t *testing.T) {
 		field              string
 	}{
 		{"malformed json", "POST", "/v1/workspaces", `{"name":`, nil, 400, ""},
-		{"not an object", "POST", "/v1/workspaces", `[1,2]`, nil, 422, ""},
+		{"not an object", "POST", "/v1/workspaces", `[1,2]`, nil, 400, ""},
+		{"duplicate key", "POST", "/v1/workspaces", `{"name":"a","name":"b"}`, nil, 400, "name"},
+		{"NUL in a field", "POST", "/v1/workspaces", `{"name":"a\u0000"}`, nil, 422, "name"},
 		{"trailing data", "POST", "/v1/workspaces", `{"name":"a"} {}`, nil, 400, ""},
 		{"unknown field", "POST", "/v1/workspaces", `{"name":"a","owner":"me"}`, nil, 422, "owner"},
 		{"wrong type", "POST", "/v1/workspaces/" + ws + "/tasks", `{"title":"t","priority":"high"}`, nil, 422, "priority"},
@@ -370,7 +372,9 @@ func TestBadInputGetsPreciseProblems(t *testing.T) {
 		{"bad correlation id", "POST", "/v1/workspaces", map[string]any{"name": "a"}, []string{"X-Correlation-ID", "has space"}, 400, "X-Correlation-ID"},
 		{"bad expected version", "POST", "/v1/workspaces/" + ws + "/tasks/" + task + "/cancel", nil, []string{"If-Match", "soon"}, 400, "If-Match"},
 		{"stale expected version", "POST", "/v1/workspaces/" + ws + "/tasks/" + task + "/cancel", nil, []string{"If-Match", "7", wait, "wait=10"}, 409, ""},
-		{"bad prefer", "POST", "/v1/workspaces", map[string]any{"name": "a"}, []string{wait, "wait=soon"}, 400, "Prefer"},
+		{"empty if-match", "POST", "/v1/workspaces", map[string]any{"name": "a"}, []string{"If-Match", ""}, 400, "If-Match"},
+		{"overflowing if-match", "POST", "/v1/workspaces", map[string]any{"name": "a"}, []string{"If-Match", "99999999999999999999"}, 400, "If-Match"},
+		{"empty idempotency key", "POST", "/v1/workspaces", map[string]any{"name": "a"}, []string{"Idempotency-Key", ""}, 400, "Idempotency-Key"},
 		{"unknown route", "GET", "/v1/nothing", nil, nil, 404, ""},
 		{"wrong method", "DELETE", "/v1/workspaces", nil, nil, 405, ""},
 		{"bad limit", "GET", "/v1/workspaces/" + ws + "/tasks?limit=100000", nil, nil, 422, "limit"},
