@@ -91,24 +91,22 @@ func (m *Main) Open(ctx context.Context) error {
 		Name: "logbook_degradation_level",
 		Help: "0 full, 1 ai_degraded, 2 read_only, 3 queries_degraded, 4 emergency, 5 decisions_delayed.",
 	}, func() float64 { return float64(m.health.level().rank()) }))
+	stalls := func(of func(projections.StallSummary) float64) func() float64 {
+		return func() float64 {
+			if st := m.health.stalls.Load(); st != nil {
+				return of(*st)
+			}
+			return 0
+		}
+	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "logbook_projection_stalled_workspaces",
 		Help: "Workspaces whose read models wait behind a quarantined record (logbook dlq list).",
-	}, func() float64 {
-		if st := m.health.stalls.Load(); st != nil {
-			return float64(st.Workspaces)
-		}
-		return 0
-	}))
+	}, stalls(func(s projections.StallSummary) float64 { return float64(s.Workspaces) })))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "logbook_projection_quarantined_records",
 		Help: "Records the projections could not apply, and the events held behind them.",
-	}, func() float64 {
-		if st := m.health.stalls.Load(); st != nil {
-			return float64(st.Records)
-		}
-		return 0
-	}))
+	}, stalls(func(s projections.StallSummary) float64 { return float64(s.Records) })))
 	return nil
 }
 

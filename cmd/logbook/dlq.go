@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -113,9 +115,19 @@ func printQuarantine(w io.Writer, recs []projections.Quarantined, asJSON bool) e
 		if r.Held {
 			state = "held"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Projection, r.WorkspaceID, r.Partition, r.Offset, seq, state,
-			r.QuarantinedAt.UTC().Format("2006-01-02T15:04:05Z"), r.Error)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Projection, shown(r.WorkspaceID), r.Partition, r.Offset, seq, state,
+			r.QuarantinedAt.UTC().Format("2006-01-02T15:04:05Z"), shown(r.Error))
 	}
 	fmt.Fprintf(tw, "%d records\n", len(recs))
 	return tw.Flush()
+}
+
+// shown is s for a terminal line: quoted when it holds control characters
+// (an old event may carry any), so a value cannot break the table or the
+// terminal.
+func shown(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.QuoteToGraphic(s)
 }

@@ -211,7 +211,12 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 		return false, fmt.Errorf("begin: %w", err)
 	}
 	abort := func(cause error) (bool, error) {
-		if _, err := d.sess.End(ctx, kgo.TryAbort); err != nil {
+		// A context of its own: the cause may be that ctx ran out (a slow
+		// restore), and an abort that cannot run leaves the session inside
+		// the transaction, so every later Begin fails.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := d.sess.End(actx, kgo.TryAbort); err != nil {
 			return false, errors.Join(cause, fmt.Errorf("abort: %w", err))
 		}
 		return false, cause
