@@ -52,6 +52,7 @@ const (
 	MaxAgents          = 200
 	MaxModelLen        = 200
 	MaxDailyTokenLimit = 1_000_000_000
+	MaxAttempt         = 1<<31 - 1 // attempts count from 1
 )
 
 // Member roles.

@@ -71,6 +71,14 @@ func transition(t *Task, to string, from ...string) error {
 	return Conflict("task %q cannot go from %s to %s", t.ID, t.Status, to)
 }
 
+// checkAttemptNumber refuses an attempt no task can ever be on.
+func checkAttemptNumber(attempt int) error {
+	if attempt < 1 || attempt > MaxAttempt {
+		return Invalid("attempt", "must be an integer from 1 to %d", MaxAttempt)
+	}
+	return nil
+}
+
 // checkAttempt refuses results of an attempt that is no longer current, such
 // as a redelivered AI answer after a retry.
 func checkAttempt(t *Task, attempt int) error {

@@ -1,14 +1,14 @@
 package domain
 
 func taskFailAttempt(_ *Workspace, t *Task, p TaskFailAttemptCmd, e *emitter) error {
+	p, err := p.validate()
+	if err != nil {
+		return err
+	}
 	if err := transition(t, TaskStatusFailed, TaskStatusInProgress); err != nil {
 		return err
 	}
 	if err := checkAttempt(t, p.Attempt); err != nil {
-		return err
-	}
-	p, err := p.validate()
-	if err != nil {
 		return err
 	}
 	if _, err := addUsage(t.Usage, p.Usage); err != nil {
@@ -24,9 +24,12 @@ func taskFailAttempt(_ *Workspace, t *Task, p TaskFailAttemptCmd, e *emitter) er
 	return nil
 }
 
-// validate trims the reason and leaves the attempt and the usage total to
-// Decide.
+// validate checks the attempt number and trims the reason; whether the
+// attempt is current, and the usage total, need the task.
 func (p TaskFailAttemptCmd) validate() (TaskFailAttemptCmd, error) {
+	if err := checkAttemptNumber(p.Attempt); err != nil {
+		return p, err
+	}
 	var err error
 	if p.Reason, err = required("reason", p.Reason, MaxReasonLen); err != nil {
 		return p, err

@@ -2,14 +2,14 @@ package domain
 
 // taskRecordResult records an attempt's answer and completes the task.
 func taskRecordResult(_ *Workspace, t *Task, p TaskRecordResultCmd, e *emitter) error {
+	p, err := p.validate()
+	if err != nil {
+		return err
+	}
 	if err := transition(t, TaskStatusCompleted, TaskStatusInProgress); err != nil {
 		return err
 	}
 	if err := checkAttempt(t, p.Attempt); err != nil {
-		return err
-	}
-	p, err := p.validate()
-	if err != nil {
 		return err
 	}
 	if _, err := addUsage(t.Usage, p.Usage); err != nil {
@@ -21,8 +21,12 @@ func taskRecordResult(_ *Workspace, t *Task, p TaskRecordResultCmd, e *emitter) 
 	return nil
 }
 
-// validate leaves the attempt and the usage total to Decide.
+// validate checks the attempt number; whether it is current, and the usage
+// total, need the task.
 func (p TaskRecordResultCmd) validate() (TaskRecordResultCmd, error) {
+	if err := checkAttemptNumber(p.Attempt); err != nil {
+		return p, err
+	}
 	if err := checkText("output", p.Output, MaxTextLen); err != nil {
 		return p, err
 	}

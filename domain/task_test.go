@@ -52,7 +52,7 @@ var taskCommands = []struct {
 	{
 		typ: domain.CmdTaskRecordResult,
 		make: func(s domain.State) any {
-			return &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: s.Task.Attempt, Output: "ok"}
+			return &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: max(1, s.Task.Attempt), Output: "ok"}
 		},
 		legal: map[string]struct {
 			events []string
@@ -64,7 +64,7 @@ var taskCommands = []struct {
 	{
 		typ: domain.CmdTaskFailAttempt,
 		make: func(s domain.State) any {
-			return &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: s.Task.Attempt, Reason: "boom"}
+			return &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: max(1, s.Task.Attempt), Reason: "boom"}
 		},
 		legal: map[string]struct {
 			events []string
@@ -342,14 +342,14 @@ func TestTaskConflicts(t *testing.T) {
 		{"reassign to the same assignee", domain.TaskStatusAssigned, nil, func(domain.State) domain.Command {
 			return command(domain.CmdTaskAssign, &domain.TaskAssignCmd{TaskID: taskID, Assignee: "bot"})
 		}},
-		{"record a stale attempt", domain.TaskStatusInProgress, nil, func(domain.State) domain.Command {
-			return command(domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: 0})
+		{"record a stale attempt", domain.TaskStatusInProgress, func(t *domain.Task) { t.Attempt = 2 }, func(domain.State) domain.Command {
+			return command(domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: 1})
 		}},
 		{"record a future attempt", domain.TaskStatusInProgress, nil, func(domain.State) domain.Command {
 			return command(domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: 2})
 		}},
-		{"fail a stale attempt", domain.TaskStatusInProgress, nil, func(domain.State) domain.Command {
-			return command(domain.CmdTaskFailAttempt, &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: 0, Reason: "x"})
+		{"fail a stale attempt", domain.TaskStatusInProgress, func(t *domain.Task) { t.Attempt = 2 }, func(domain.State) domain.Command {
+			return command(domain.CmdTaskFailAttempt, &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: 1, Reason: "x"})
 		}},
 		{"retry without assignee", domain.TaskStatusFailed, func(t *domain.Task) { t.Assignee = "" }, func(domain.State) domain.Command {
 			return command(domain.CmdTaskRetry, &domain.TaskRetryCmd{TaskID: taskID})

@@ -314,7 +314,7 @@ func TestValidateLeavesStateToDecide(t *testing.T) {
 		{"record: stale attempt", domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: 2}, domain.CodeConflict, ""},
 		{"record: usage overflows the total", domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: 1, Usage: domain.TokenUsage{PromptTokens: math.MaxInt64}}, domain.CodeInvalid, "usage"},
 		{"fail: usage overflows the total", domain.CmdTaskFailAttempt, &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: 1, Reason: "x", Usage: domain.TokenUsage{CompletionTokens: math.MaxInt64}}, domain.CodeInvalid, "usage"},
-		{"fail: stale attempt", domain.CmdTaskFailAttempt, &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: 0, Reason: "x"}, domain.CodeConflict, ""},
+		{"fail: stale attempt", domain.CmdTaskFailAttempt, &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: 2, Reason: "x"}, domain.CodeConflict, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

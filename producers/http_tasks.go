@@ -23,10 +23,19 @@ func (a *API) createTask(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// taskCommand handles the routes that act on one task. body is the request
-// body (nil when the route takes none); fill sets the task id into the
-// command payload built from it.
-func (a *API) taskCommand(w http.ResponseWriter, r *http.Request, typ string, body any, payload func(taskID string) any) {
+// taskBody says what a task route takes as its body.
+type taskBody int
+
+const (
+	noBody       taskBody = iota
+	bodyRequired          // as the document says: none is a 400
+	bodyOptional          // none means no options
+)
+
+// taskCommand handles the routes that act on one task. body is where the
+// request body is decoded (nil for noBody); payload builds the command
+// payload from it for the task id.
+func (a *API) taskCommand(w http.ResponseWriter, r *http.Request, typ string, rule taskBody, body any, payload func(taskID string) any) {
 	ws, err := httpapi.PathID(r, "ws")
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
@@ -37,8 +46,8 @@ func (a *API) taskCommand(w http.ResponseWriter, r *http.Request, typ string, bo
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
-	if body != nil && r.ContentLength == 0 {
-		body = nil // an empty body means no options
+	if rule == bodyOptional && r.ContentLength == 0 {
+		body = nil
 	}
 	cmdID, keyed, ok := a.begin(w, r, body)
 	if !ok {
@@ -52,13 +61,13 @@ func (a *API) assignTask(w http.ResponseWriter, r *http.Request) {
 	var b struct {
 		Assignee string `json:"assignee"`
 	}
-	a.taskCommand(w, r, domain.CmdTaskAssign, &b, func(id string) any {
+	a.taskCommand(w, r, domain.CmdTaskAssign, bodyRequired, &b, func(id string) any {
 		return &domain.TaskAssignCmd{TaskID: id, Assignee: b.Assignee}
 	})
 }
 
 func (a *API) startTask(w http.ResponseWriter, r *http.Request) {
-	a.taskCommand(w, r, domain.CmdTaskStartAttempt, nil, func(id string) any {
+	a.taskCommand(w, r, domain.CmdTaskStartAttempt, noBody, nil, func(id string) any {
 		return &domain.TaskStartAttemptCmd{TaskID: id}
 	})
 }
@@ -69,7 +78,7 @@ func (a *API) recordResult(w http.ResponseWriter, r *http.Request) {
 		Output  string            `json:"output"`
 		Usage   domain.TokenUsage `json:"usage"`
 	}
-	a.taskCommand(w, r, domain.CmdTaskRecordResult, &b, func(id string) any {
+	a.taskCommand(w, r, domain.CmdTaskRecordResult, bodyRequired, &b, func(id string) any {
 		return &domain.TaskRecordResultCmd{TaskID: id, Attempt: b.Attempt, Output: b.Output, Usage: b.Usage}
 	})
 }
@@ -81,13 +90,13 @@ func (a *API) failAttempt(w http.ResponseWriter, r *http.Request) {
 		Retryable bool              `json:"retryable"`
 		Usage     domain.TokenUsage `json:"usage"`
 	}
-	a.taskCommand(w, r, domain.CmdTaskFailAttempt, &b, func(id string) any {
+	a.taskCommand(w, r, domain.CmdTaskFailAttempt, bodyRequired, &b, func(id string) any {
 		return &domain.TaskFailAttemptCmd{TaskID: id, Attempt: b.Attempt, Reason: b.Reason, Retryable: b.Retryable, Usage: b.Usage}
 	})
 }
 
 func (a *API) retryTask(w http.ResponseWriter, r *http.Request) {
-	a.taskCommand(w, r, domain.CmdTaskRetry, nil, func(id string) any {
+	a.taskCommand(w, r, domain.CmdTaskRetry, noBody, nil, func(id string) any {
 		return &domain.TaskRetryCmd{TaskID: id}
 	})
 }
@@ -96,7 +105,7 @@ func (a *API) completeTask(w http.ResponseWriter, r *http.Request) {
 	var b struct {
 		Output string `json:"output"`
 	}
-	a.taskCommand(w, r, domain.CmdTaskComplete, &b, func(id string) any {
+	a.taskCommand(w, r, domain.CmdTaskComplete, bodyOptional, &b, func(id string) any {
 		return &domain.TaskCompleteCmd{TaskID: id, Output: b.Output}
 	})
 }
@@ -105,7 +114,7 @@ func (a *API) cancelTask(w http.ResponseWriter, r *http.Request) {
 	var b struct {
 		Reason string `json:"reason"`
 	}
-	a.taskCommand(w, r, domain.CmdTaskCancel, &b, func(id string) any {
+	a.taskCommand(w, r, domain.CmdTaskCancel, bodyOptional, &b, func(id string) any {
 		return &domain.TaskCancelCmd{TaskID: id, Reason: b.Reason}
 	})
 }

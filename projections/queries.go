@@ -260,11 +260,26 @@ func workspacePage(r *http.Request) (ws string, limit int, err error) {
 	return ws, limit, err
 }
 
+// queryParam reads an optional query parameter. Given empty or more than
+// once, it is refused: neither means "the default" to every client.
+func queryParam(r *http.Request, name string) (string, bool, error) {
+	vs, ok := r.URL.Query()[name]
+	switch {
+	case !ok:
+		return "", false, nil
+	case len(vs) > 1:
+		return "", false, domain.Invalid(name, "%s is given %d times: give it once", name, len(vs))
+	case vs[0] == "":
+		return "", false, domain.Invalid(name, "%s is empty: leave it out for the default", name)
+	}
+	return vs[0], true, nil
+}
+
 // pageSize reads ?limit=, 1..MaxPageSize.
 func pageSize(r *http.Request) (int, error) {
-	s := r.URL.Query().Get("limit")
-	if s == "" {
-		return DefaultPageSize, nil
+	s, ok, err := queryParam(r, "limit")
+	if err != nil || !ok {
+		return DefaultPageSize, err
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > MaxPageSize {
@@ -293,12 +308,20 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	status := r.URL.Query().Get("status")
+	status, _, err := queryParam(r, "status")
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
 	if status != "" && !taskStatuses[status] {
 		q.fail(w, r, domain.Invalid("status", "unknown task status %q", httpapi.Truncate(status)))
 		return
 	}
-	cursor := r.URL.Query().Get("cursor")
+	cursor, _, err := queryParam(r, "cursor")
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
 	if cursor != "" {
 		if _, err := uuid.Parse(cursor); err != nil {
 			q.fail(w, r, domain.Invalid("cursor", "malformed cursor"))
@@ -353,7 +376,12 @@ func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	after := int64(0)
-	if s := r.URL.Query().Get("after_seq"); s != "" {
+	s, ok, err := queryParam(r, "after_seq")
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	if ok {
 		if after, err = strconv.ParseInt(s, 10, 64); err != nil || after < 0 {
 			q.fail(w, r, domain.Invalid("after_seq", "must be a non-negative integer"))
 			return

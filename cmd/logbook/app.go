@@ -259,7 +259,7 @@ func (m *Main) router(api *producers.API, queries *projections.Queries) http.Han
 		httpapi.WriteJSON(w, 200, map[string]string{"status": "ready"})
 	})
 	r.Get("/v1/status", func(w http.ResponseWriter, _ *http.Request) { httpapi.WriteJSON(w, 200, m.health.status()) })
-	r.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(schemas.OpenAPI())

@@ -32,6 +32,7 @@ type fleet struct {
 	unexpected []string                // answers other than an acknowledgement, 429 or 503
 
 	acks, sent, unreachable, refused atomic.Int64
+	last                             atomic.Pointer[string] // the latest acknowledged command id
 }
 
 type ackedCommand struct {
@@ -61,6 +62,7 @@ func (f *fleet) run(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	f.http.CloseIdleConnections()
 }
 
 // client w creates workspaces w, w+workers, … (one every tenth command) and
@@ -75,7 +77,9 @@ func (f *fleet) client(ctx context.Context, w int) {
 				map[string]any{"name": fmt.Sprintf("crash-%d", nextWS)}, "wait=5")
 			if ok {
 				mine = append(mine, a.entity)
-				nextWS += f.workers
+			}
+			if ok || ctx.Err() == nil {
+				nextWS += f.workers // acknowledged, or answered for good
 			}
 			continue
 		}
@@ -118,6 +122,7 @@ func (f *fleet) send(ctx context.Context, kind, ws, path, key string, body any, 
 			f.acked[id] = a
 			f.mu.Unlock()
 			f.acks.Add(1)
+			f.last.Store(&id)
 			return a, true
 		case status == 429 || status == 503:
 			f.refused.Add(1)
@@ -155,6 +160,24 @@ func (f *fleet) post(ctx context.Context, path, key string, body []byte, prefer 
 		return 0, nil, err // cut off mid-answer: not an acknowledgement
 	}
 	return resp.StatusCode, out, nil
+}
+
+// decided reports whether the serving process shows an outcome for id.
+func (f *fleet) decided(id string) bool {
+	req, err := http.NewRequest("GET", *f.url.Load()+"/v1/commands/"+id, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	resp, err := f.http.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Status string `json:"status"`
+	}
+	return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&out) == nil && out.Status != "pending"
 }
 
 // snapshot copies what was acknowledged and the unexpected answers.

@@ -29,6 +29,9 @@ type crashLoop struct {
 	cycles     int
 	partitions int
 	deadline   time.Time // hard: the whole test ends before it
+	// warm, when set, bounds a wait at the start of each cycle for this
+	// process to decide a command, so the kill lands on a working decider.
+	warm time.Duration
 	// boot starts a logbook process that serves the HTTP API.
 	boot func() *proc
 	// during adds faults in the middle of a cycle; nil for none.
@@ -40,7 +43,7 @@ type crashLoop struct {
 
 // newCrashLoop reads LOGBOOK_TEST_SEED and LOGBOOK_TEST_CRASH_CYCLES (to
 // replay a schedule or run longer); the hard deadline grows with the cycles.
-func newCrashLoop(t *testing.T, partitions int, base, perCycle time.Duration) *crashLoop {
+func newCrashLoop(t *testing.T, partitions, cycles int, base, perCycle time.Duration) *crashLoop {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("LOGBOOK_TEST_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -49,7 +52,6 @@ func newCrashLoop(t *testing.T, partitions int, base, perCycle time.Duration) *c
 		}
 		seed = n
 	}
-	cycles := 5
 	if s := os.Getenv("LOGBOOK_TEST_CRASH_CYCLES"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 50 {
@@ -77,8 +79,7 @@ func (l *crashLoop) checkDeadline(what string) {
 // the process left serving once the load has stopped.
 func (l *crashLoop) run(f *fleet, p *proc) *proc {
 	t := l.t
-	l.procs = append(l.procs, p)
-	f.serve(p.URL)
+	l.serve(f, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.run(ctx); close(done) }()
@@ -92,7 +93,13 @@ func (l *crashLoop) run(f *fleet, p *proc) *proc {
 		for f.acks.Load() < before+20 && time.Now().Before(limit) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		life := 500*time.Millisecond + time.Duration(l.rng.Int64N(int64(4500*time.Millisecond)))
+		if id := f.last.Load(); l.warm > 0 && id != nil {
+			limit := time.Now().Add(l.bounded(l.warm))
+			for !f.decided(*id) && time.Now().Before(limit) {
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		life := 500*time.Millisecond + time.Duration(l.rng.Int64N(int64(3*time.Second)))
 		if l.during != nil {
 			time.Sleep(life / 2)
 			l.during(i)
@@ -102,18 +109,26 @@ func (l *crashLoop) run(f *fleet, p *proc) *proc {
 		}
 		p.kill() // SIGKILL of that one process
 		dead := time.Duration(l.rng.Int64N(int64(time.Second)))
-		t.Logf("cycle %d/%d: SIGKILL %s after %s under load (acknowledged by it: %d, in all: %d); next boot in %s",
+		t.Logf("cycle %d/%d: SIGKILL %s, random lifetime %s under load (acknowledged by it: %d, in all: %d); next boot in %s",
 			i, l.cycles, p.cmd.Args[1], life.Round(time.Millisecond), f.acks.Load()-before, f.acks.Load(), dead.Round(time.Millisecond))
 		time.Sleep(dead)
 		l.checkDeadline(fmt.Sprintf("restart %d", i))
 		p = l.boot()
-		l.procs = append(l.procs, p)
-		f.serve(p.URL)
+		l.serve(f, p)
 	}
 	time.Sleep(l.bounded(3 * time.Second)) // the last process takes load too
 	cancel()
 	<-done
 	return p
+}
+
+// serve points the load at p, a loopback address only.
+func (l *crashLoop) serve(f *fleet, p *proc) {
+	if !strings.HasPrefix(p.URL, "http://127.0.0.1:") {
+		l.t.Fatalf("load only targets loopback, not %q", p.URL)
+	}
+	l.procs = append(l.procs, p)
+	f.serve(p.URL)
 }
 
 // logView is the log as `logbook replay --from-beginning` shows it.
@@ -190,11 +205,11 @@ func readModelMismatches(c *client, v logView) []string {
 		var bad []string
 		r := c.do("GET", "/v1/workspaces/"+ws, nil)
 		if seq, _ := r.Body["last_seq"].(float64); r.Status != 200 || int64(seq) != v.lastSeq[ws] {
-			bad = append(bad, fmt.Sprintf("workspace %s: read model %d last_seq %v, log %d", ws, r.Status, r.Body["last_seq"], v.lastSeq[ws]))
+			bad = append(bad, fmt.Sprintf("workspace %s (log last_seq %d): read model %d %s", ws, v.lastSeq[ws], r.Status, r.Raw))
 		}
 		listed := map[string]int{}
 		for cursor := ""; ; {
-			r := c.do("GET", "/v1/workspaces/"+ws+"/tasks?limit=500&cursor="+cursor, nil)
+			r := c.do("GET", "/v1/workspaces/"+ws+"/tasks?limit=500"+cursorParam(cursor), nil)
 			if r.Status != 200 {
 				bad = append(bad, fmt.Sprintf("workspace %s: tasks %d", ws, r.Status))
 				break
@@ -213,10 +228,14 @@ func readModelMismatches(c *client, v logView) []string {
 				bad = append(bad, fmt.Sprintf("workspace %s: task %s listed %d times, created %d times in the log", ws, id, n, v.tasks[ws][id]))
 			}
 		}
+		absent := 0
 		for id := range v.tasks[ws] {
 			if listed[id] == 0 {
-				bad = append(bad, fmt.Sprintf("workspace %s: task %s in the log, not in the read model", ws, id))
+				absent++
 			}
+		}
+		if absent > 0 {
+			bad = append(bad, fmt.Sprintf("workspace %s: %d tasks of the log not in the read model", ws, absent))
 		}
 		mu.Lock()
 		out = append(out, bad...)
@@ -261,6 +280,38 @@ func (l *crashLoop) awaitOutcomes(c *client, acked map[string]ackedCommand, acce
 	return pending, rejected
 }
 
+type auditResult struct {
+	out []byte
+	err error
+}
+
+// auditVerify runs `logbook audit verify` in the background.
+func (l *crashLoop) auditVerify() <-chan auditResult {
+	audited := make(chan auditResult, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), l.bounded(60*time.Second))
+		defer cancel()
+		out, err := l.tool(ctx, "audit", "verify").CombinedOutput()
+		audited <- auditResult{out, err}
+	}()
+	return audited
+}
+
+// compareWithLog replays the log and compares the read models with it until
+// they match (once projected) or the wait ends.
+func (l *crashLoop) compareWithLog(c *client) (v logView, mismatches []string, err error) {
+	limit := time.Now().Add(l.bounded(60 * time.Second))
+	for {
+		if v, err = l.readLog(); err != nil {
+			return v, nil, err
+		}
+		if mismatches = readModelMismatches(c, v); len(mismatches) == 0 || time.Now().After(limit) {
+			return v, mismatches, nil
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // check runs every end check against the process c talks to and reports
 // the figures.
 func (l *crashLoop) check(f *fleet, c *client) {
@@ -272,34 +323,9 @@ func (l *crashLoop) check(f *fleet, c *client) {
 	accepted := map[string]bool{}
 	undecided, rejected := l.awaitOutcomes(c, acked, accepted)
 
-	// audit verify reads the whole log too: alongside the replays.
-	type result struct {
-		out []byte
-		err error
-	}
-	audited := make(chan result, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), l.bounded(60*time.Second))
-		defer cancel()
-		out, err := l.tool(ctx, "audit", "verify").CombinedOutput()
-		audited <- result{out, err}
-	}()
-
-	// The read models match the log (once projected), and the log holds
-	// nothing twice.
-	var v logView
-	var logErr error
-	var mismatches, missing []string
-	limit := time.Now().Add(l.bounded(60 * time.Second))
-	for {
-		if v, logErr = l.readLog(); logErr != nil {
-			break
-		}
-		if mismatches = readModelMismatches(c, v); len(mismatches) == 0 || time.Now().After(limit) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	audited := l.auditVerify() // reads the whole log too: alongside the replays
+	v, mismatches, logErr := l.compareWithLog(c)
+	var missing []string
 	if logErr == nil {
 		for id := range accepted {
 			if !v.decided[id] {
@@ -343,23 +369,24 @@ func (l *crashLoop) check(f *fleet, c *client) {
 		t.Errorf("audit verify: %v\n%s", audit.err, audit.out)
 	}
 	if t.Failed() {
-		l.logDeciders()
+		t.Logf("status: %s", c.do("GET", "/v1/status", nil).Raw)
+		l.logProcesses()
 	}
 }
 
-// logDeciders shows what each incarnation's decider said.
-func (l *crashLoop) logDeciders() {
+// logProcesses shows each incarnation's restores, warnings and errors.
+func (l *crashLoop) logProcesses() {
 	for i, p := range l.procs {
 		var lines []string
 		for _, line := range strings.Split(p.stderr.String(), "\n") {
-			if strings.Contains(line, "decider") || strings.Contains(line, "transaction") {
+			if strings.Contains(line, "restore") || strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
 				lines = append(lines, line)
 			}
 		}
-		if len(lines) > 20 {
-			lines = append([]string{fmt.Sprintf("(%d earlier lines)", len(lines)-20)}, lines[len(lines)-20:]...)
+		if len(lines) > 30 {
+			lines = append([]string{fmt.Sprintf("(%d earlier lines)", len(lines)-30)}, lines[len(lines)-30:]...)
 		}
-		l.t.Logf("incarnation %d (%s) decider log:\n%s", i, p.cmd.Args[1], strings.Join(lines, "\n"))
+		l.t.Logf("incarnation %d (%s) log:\n%s", i, p.cmd.Args[1], strings.Join(lines, "\n"))
 	}
 }
 
@@ -385,7 +412,7 @@ func TestDevCrashLoopDecidesEveryAcknowledgedCommand(t *testing.T) {
 	}
 	dir := t.TempDir()
 	env := append(devEnv(), "LOGBOOK_LOG_LEVEL=info") // restores are logged at info
-	l := newCrashLoop(t, 6, 2*time.Minute, 20*time.Second)
+	l := newCrashLoop(t, 6, 5, 2*time.Minute, 20*time.Second)
 	l.boot = func() *proc { return start(t, env, "dev", "--data", dir, "--http", "127.0.0.1:0") }
 	l.tool = func(ctx context.Context, args ...string) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, binary, append(args, "--data", dir)...)

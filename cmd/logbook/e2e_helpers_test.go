@@ -268,3 +268,12 @@ func clusterEnv(t *testing.T, partitions int, extra ...string) []string {
 	cfg := kafkatest.Config(t, int32(partitions))
 	return serveEnv(cfg.Brokers, cfg.Prefix, pgtest.URL(t), partitions, extra...)
 }
+
+// cursorParam is the query parameter that asks for the page after cursor;
+// none for the first page (an empty cursor is refused).
+func cursorParam(cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	return "&cursor=" + cursor
+}

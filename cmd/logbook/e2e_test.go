@@ -151,7 +151,7 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 			n := 0
 			cursor := ""
 			for {
-				r := c.do("GET", "/v1/workspaces/"+s.id+"/tasks?limit=7&cursor="+cursor, nil)
+				r := c.do("GET", "/v1/workspaces/"+s.id+"/tasks?limit=7"+cursorParam(cursor), nil)
 				if r.Status != 200 {
 					return false // not projected yet
 				}
@@ -378,6 +378,16 @@ func TestBadInputGetsPreciseProblems(t *testing.T) {
 		{"unknown route", "GET", "/v1/nothing", nil, nil, 404, ""},
 		{"wrong method", "DELETE", "/v1/workspaces", nil, nil, 405, ""},
 		{"bad limit", "GET", "/v1/workspaces/" + ws + "/tasks?limit=100000", nil, nil, 422, "limit"},
+		{"empty limit", "GET", "/v1/workspaces/" + ws + "/tasks?limit=", nil, nil, 422, "limit"},
+		{"empty cursor", "GET", "/v1/workspaces/" + ws + "/tasks?cursor=", nil, nil, 422, "cursor"},
+		{"status twice", "GET", "/v1/workspaces/" + ws + "/tasks?status=pending&status=failed", nil, nil, 422, "status"},
+		{"empty after_seq", "GET", "/v1/workspaces/" + ws + "/events?after_seq=", nil, nil, 422, "after_seq"},
+		{"null for a field", "POST", "/v1/workspaces/" + ws + "/tasks", `{"title":"t","input":null}`, nil, 422, "input"},
+		{"result without a body", "POST", "/v1/workspaces/" + ws + "/tasks/" + task + "/result", nil, nil, 400, ""},
+		{"result without attempt", "POST", "/v1/workspaces/" + ws + "/tasks/" + task + "/result", `{"output":"x"}`, nil, 422, "attempt"},
+		{"negative attempt", "POST", "/v1/workspaces/" + ws + "/tasks/" + task + "/fail", `{"attempt":-1,"reason":"x"}`, nil, 422, "attempt"},
+		{"attempt past int64", "POST", "/v1/workspaces/" + ws + "/tasks/" + task + "/fail", `{"attempt":9223372036854775808,"reason":"x"}`, nil, 422, "attempt"},
+		{"metrics by POST", "POST", "/metrics", nil, nil, 405, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,7 +21,7 @@ const MaxBody = 256 << 10
 // names what is wrong: a body that is not one JSON object, invalid UTF-8
 // (bytes or lone surrogate escapes: encoding/json would silently replace
 // them), duplicate keys (which one would win is up to the parser), unknown
-// fields, wrong types and oversized bodies. Numbers with an integral value
+// fields, null values, wrong types and oversized bodies. Numbers with an integral value
 // are integers whatever their spelling (1.0, 1e2), as in JSON Schema.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
@@ -74,7 +74,8 @@ func checkJSON(raw []byte) (fractional bool, err error) {
 	type frame struct {
 		object bool
 		keys   map[string]bool
-		key    bool // the next token is a key
+		key    bool   // the next token is a key
+		last   string // the key of the value being read
 	}
 	var stack []*frame
 	first := true
@@ -108,10 +109,25 @@ func checkJSON(raw []byte) (fractional bool, err error) {
 				}
 				top.keys[k] = true
 				top.key = false
+				top.last = k
 				continue
 			}
 		}
 		switch t := tok.(type) {
+		case nil:
+			// No field takes null: taking it for "absent" would accept what
+			// the document refuses.
+			var path []string
+			for _, f := range stack {
+				if f.object {
+					path = append(path, f.last)
+				}
+			}
+			field := strings.Join(path, ".")
+			if field == "" || !top.object {
+				return false, Problemf(CodeInvalid, field, "null is not a value any field takes")
+			}
+			return false, Problemf(CodeInvalid, field, Truncate(field)+" must not be null: leave it out instead")
 		case json.Delim:
 			switch t {
 			case '{':
@@ -211,6 +227,11 @@ func bodyProblem(err error) *Problem {
 		return Problemf(CodeMalformedJSON, "", "malformed JSON")
 	case errors.As(err, &typeErr):
 		field := typeErr.Field
+		if isInteger(typeErr.Type) && integralNumber(typeErr.Value) {
+			// An integer too large for any field: the field's own range is
+			// in the document and in the check after decoding.
+			return Problemf(CodeInvalid, field, fieldName(field)+" is out of range")
+		}
 		return Problemf(CodeInvalid, field, fmt.Sprintf("%s must be %s", fieldName(field), jsonType(typeErr.Type)))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
@@ -226,6 +247,29 @@ func fieldName(f string) string {
 	return Truncate(f)
 }
 
+// integralNumber reports whether value, as UnmarshalTypeError words it
+// ("number 1e30"), is a whole number.
+func integralNumber(value string) bool {
+	n, ok := strings.CutPrefix(value, "number ")
+	if !ok {
+		return false
+	}
+	f, err := strconv.ParseFloat(n, 64)
+	return err == nil && f == math.Trunc(f)
+}
+
+func isInteger(t reflect.Type) bool {
+	if t == nil {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
 // jsonType names what a Go type accepts in JSON words, never Go's.
 func jsonType(t reflect.Type) string {
 	if t == nil {
@@ -235,10 +279,9 @@ func jsonType(t reflect.Type) string {
 		t = t.Elem()
 	}
 	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return fmt.Sprintf("an integer from %d to %d", minInt(t.Bits()), maxInt(t.Bits()))
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a non-negative integer"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
 	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.String:
@@ -252,9 +295,6 @@ func jsonType(t reflect.Type) string {
 	}
 	return "of another type"
 }
-
-func minInt(bits int) int64 { return -1 << (bits - 1) }
-func maxInt(bits int) int64 { return 1<<(bits-1) - 1 }
 
 // maxEcho bounds what a problem repeats of the request.
 const maxEcho = 64
