@@ -180,6 +180,14 @@ type raw struct {
 func (e *env) rawLog(topic string, p int32) []raw {
 	e.t.Helper()
 	ctx := ctxFor(e.t, 30*time.Second)
+	// A real broker writes the markers of an ended transaction after
+	// EndTxn returns: wait (bounded) until none is open, so the tail read
+	// is the one the test built.
+	for limit := time.Now().Add(10 * time.Second); time.Now().Before(limit); time.Sleep(50 * time.Millisecond) {
+		if _, stable, hwm := e.offsets(topic, p); stable == hwm {
+			break
+		}
+	}
 	ends, err := e.adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		e.t.Fatal(err)
