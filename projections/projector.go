@@ -280,7 +280,8 @@ func notAFact(err error) bool {
 // permanent reports errors that retrying the same records cannot fix.
 func permanent(err error) bool {
 	var pe *payloadError
-	if notAFact(err) || errors.As(err, &pe) {
+	var ge *gapError
+	if notAFact(err) || errors.As(err, &pe) || errors.As(err, &ge) {
 		return true
 	}
 	var pgErr *pgconn.PgError

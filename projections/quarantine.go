@@ -30,6 +30,28 @@ type forgedError struct{ err error }
 func (e *forgedError) Error() string { return e.err.Error() }
 func (e *forgedError) Unwrap() error { return e.err }
 
+// gapError is an event whose seq is past the next one of its workspace:
+// the log lacks events it builds on (a torn transaction of a broker that
+// broke atomicity). Applying it would hide the hole, dropping it would
+// freeze the workspace silently: it is quarantined, so the stall shows.
+type gapError struct{ err error }
+
+func (e *gapError) Error() string { return e.err.Error() }
+func (e *gapError) Unwrap() error { return e.err }
+
+// checkGap refuses an event that skips seqs after chain.
+func checkGap(chain schemas.Chain, d decoded) error {
+	if d.env.Seq <= chain.Seq+1 {
+		return nil
+	}
+	missing := fmt.Sprintf("seq %d", chain.Seq+1)
+	if d.env.Seq > chain.Seq+2 {
+		missing = fmt.Sprintf("seqs %d to %d", chain.Seq+1, d.env.Seq-1)
+	}
+	return &gapError{fmt.Errorf("event at %d/%d: workspace %s seq %d: the log lacks %s, which it builds on",
+		d.partition, d.offset, d.env.WorkspaceID, d.env.Seq, missing)}
+}
+
 // payloadError is an event of the chain whose payload cannot be read.
 type payloadError struct{ err error }
 
@@ -91,12 +113,15 @@ func holdBehindQuarantine(ctx context.Context, tx pgx.Tx, evs []decoded) ([]deco
 			apply = append(apply, d)
 			continue
 		}
+		reason := "held behind an earlier record of this workspace that could not be applied"
 		if t.seq != nil && t.hash != nil {
-			if _, err := schemas.Verify(schemas.Chain{Seq: *t.seq, Hash: *t.hash}, d.env); err != nil {
+			held := schemas.Chain{Seq: *t.seq, Hash: *t.hash}
+			if gap := checkGap(held, d); gap != nil {
+				reason = gap.Error()
+			} else if _, err := schemas.Verify(held, d.env); err != nil {
 				return nil, &forgedError{fmt.Errorf("event at %d/%d: %w", d.partition, d.offset, err)}
 			}
 		}
-		reason := "held behind an earlier record of this workspace that could not be applied"
 		if err := quarantine(ctx, tx, ProjectionReadModels, d.rec, true, reason); err != nil {
 			return nil, err
 		}

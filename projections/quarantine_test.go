@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,42 @@ func TestEventWithNULFromAnOldLogProjectsExactly(t *testing.T) {
 	}
 	if n := e.count(`SELECT count(*) FROM projection_quarantine`); n != 0 {
 		t.Fatalf("%d records quarantined, want none", n)
+	}
+}
+
+// An event past a hole in its workspace's chain (the log lost the events
+// it builds on, as a broker that tears a transaction leaves it) stalls the
+// workspace visibly, with what follows held; it is neither applied over the
+// hole nor dropped as forged, which would freeze the workspace silently.
+func TestGapInTheChainStallsTheWorkspaceVisibly(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	e.projector(projections.ProjectionReadModels)
+	srv := e.queries()
+	l := &oldLog{e: e, ws: newID()}
+	l.append(ev(domain.EvWorkspaceCreated, domain.AggregateWorkspace, l.ws, 1, domain.WorkspaceCreated{Name: "before"}))
+	var ws projections.WorkspaceView
+	e.eventually("the workspace", func() bool { return getJSON(t, srv.URL+"/v1/workspaces/"+l.ws, &ws) == 200 })
+
+	// Seq 2 and 3 never reach the log; 4 and 5 build on them.
+	l.chain = schemas.Chain{Seq: 3, Hash: "hash-of-a-lost-event"}
+	l.append(ev(domain.EvWorkspaceRenamed, domain.AggregateWorkspace, l.ws, 4, domain.WorkspaceRenamed{Name: "past the hole"}))
+	l.append(ev(domain.EvWorkspaceRenamed, domain.AggregateWorkspace, l.ws, 5, domain.WorkspaceRenamed{Name: "after"}))
+	e.eventually("both held", func() bool {
+		return e.count(`SELECT count(*) FROM projection_quarantine WHERE workspace_id = $1`, l.ws) == 2
+	})
+	if getJSON(t, srv.URL+"/v1/workspaces/"+l.ws, &ws) != 200 || !ws.ProjectionStalled || ws.LastSeq != 1 || ws.Name != "before" ||
+		ws.Stall == nil || ws.Stall.SinceSeq == nil || *ws.Stall.SinceSeq != 4 || ws.Stall.Records != 2 {
+		t.Fatalf("workspace: %+v (stall %+v)", ws, ws.Stall)
+	}
+	q, err := projections.ListQuarantine(ctx, e.pool, l.ws, 10)
+	if err != nil || len(q) != 2 || q[0].Held || !q[1].Held || !strings.Contains(q[0].Error, "lacks seqs 2 to 3") {
+		t.Fatalf("quarantine: %+v, %v", q, err)
+	}
+	// Replay cannot close the hole: nothing is applied over it.
+	reps, err := projections.NewReplayer(e.pool).Replay(ctx, l.ws)
+	if err != nil || len(reps) != 1 || reps[0].Applied != 0 || reps[0].Remaining != 2 {
+		t.Fatalf("replay: %+v, %v", reps, err)
 	}
 }
 

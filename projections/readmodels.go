@@ -77,7 +77,8 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 
 // verifyChains refuses events that do not extend their workspace's hash
 // chain as stored: a forged or replayed record never reaches the read models
-// (it goes to the dead-letter topic instead).
+// (it goes to the dead-letter topic instead), and an event past a hole in
+// the chain is quarantined (gapError).
 func verifyChains(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	chains := map[string]schemas.Chain{}
 	var ids []string
@@ -105,6 +106,9 @@ func verifyChains(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		return err
 	}
 	for _, d := range evs {
+		if err := checkGap(chains[d.env.WorkspaceID], d); err != nil {
+			return err
+		}
 		next, err := schemas.Verify(chains[d.env.WorkspaceID], d.env)
 		if err != nil {
 			return &forgedError{fmt.Errorf("event at %d/%d: %w", d.partition, d.offset, err)}

@@ -44,7 +44,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	if len(cfg.Kafka.Brokers) == 0 {
-		broker, err := startBroker(abs)
+		sync, err := devSyncWrites()
+		if err != nil {
+			return err
+		}
+		broker, err := startBroker(abs, sync)
 		if err != nil {
 			return err
 		}
@@ -88,9 +92,22 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // database's URL while `logbook dev` runs.
 const devDatabaseURLFile = "postgres.url"
 
+// devSyncWrites reads LOGBOOK_DEV_SYNC_WRITES: whether the embedded broker
+// fsyncs every batch before it acknowledges it.
+func devSyncWrites() (bool, error) {
+	v := env("LOGBOOK_DEV_SYNC_WRITES", "false")
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("LOGBOOK_DEV_SYNC_WRITES must be true or false, got %q", v)
+	}
+	return b, nil
+}
+
 // startBroker starts kfake on the port it used last time (so kcat and Kafka's
-// CLI keep one address), or a free one.
-func startBroker(dir string) (*kfake.Cluster, error) {
+// CLI keep one address), or a free one. With sync, every batch is fsynced
+// before it is acknowledged; without, a process crash loses nothing (the
+// page cache keeps it) but a power loss can lose what the OS had not written.
+func startBroker(dir string, sync bool) (*kfake.Cluster, error) {
 	portFile := filepath.Join(dir, "kafka.port")
 	port := 0
 	if b, err := os.ReadFile(portFile); err == nil {
@@ -104,7 +121,7 @@ func startBroker(dir string) (*kfake.Cluster, error) {
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
-	c, err := kfake.NewCluster(
+	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		kfake.DataDir(filepath.Join(dir, "kafka")),
@@ -112,7 +129,11 @@ func startBroker(dir string) (*kfake.Cluster, error) {
 			return net.Listen(network, "127.0.0.1:"+strconv.Itoa(port))
 		}),
 		kfake.GroupMinSessionTimeout(time.Second),
-	)
+	}
+	if sync {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
