@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -285,16 +284,28 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 	})
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) > 0 {
-			next := strconv.FormatInt(fp.Records[len(fp.Records)-1].Offset+1, 10)
-			produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: fp.Partition, Key: []byte(keyOffset), Value: []byte(next)})
+			next := encodeOffset(fp.Records[len(fp.Records)-1].Offset + 1)
+			produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: fp.Partition, Key: []byte(keyOffset), Value: next})
 		}
 	})
 	for id, w := range b.workspaces {
-		val, _ := json.Marshal(w)
+		val, err := encodeWorkspace(*w)
+		if err != nil {
+			prodMu.Lock()
+			prodErr = errors.Join(prodErr, err)
+			prodMu.Unlock()
+			continue
+		}
 		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[keyWorkspace+id], Key: []byte(keyWorkspace + id), Value: val})
 	}
 	for id, t := range b.tasks {
-		val, _ := json.Marshal(t)
+		val, err := encodeTask(t)
+		if err != nil {
+			prodMu.Lock()
+			prodErr = errors.Join(prodErr, err)
+			prodMu.Unlock()
+			continue
+		}
 		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[keyTask+id], Key: []byte(keyTask + id), Value: val})
 	}
 
@@ -418,7 +429,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	if grows(cmd.Type) {
 		// A state record must fit in one Kafka record; refuse the command
 		// that would outgrow it rather than wedge every transaction.
-		if val, err := json.Marshal(next); err != nil || len(val) > maxStateRecord {
+		if val, err := encodeWorkspace(next); err != nil || len(val) > maxStateRecord {
 			return d.rememberOutcome(p, b, ws, reject(domain.Invalid("payload",
 				"the workspace has reached its size limit (%d bytes of agents and members)", maxStateRecord)), r.Partition), nil
 		}

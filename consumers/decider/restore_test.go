@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,64 @@ func TestDeciderShowsAFailedRestore(t *testing.T) {
 			t.Fatalf("no failed restore reported: %+v", d.Restores())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDeciderUpgradesFromTheOldestStateFormat is an upgrade: the state topic
+// holds what the oldest logbook wrote (testdata/state/format0-results: no
+// format number, a window of whole results). Restored by this version, a
+// redelivered command still gets its original outcome, and the next command
+// continues the workspace's chain.
+func TestDeciderUpgradesFromTheOldestStateFormat(t *testing.T) {
+	h := newHarness(t)
+	const (
+		ws   = "0190d6a4-0000-7000-8000-00000000a001"
+		task = "0190d6a4-0000-7000-8000-00000000b001"
+		hash = "1a14da5ebd371555cc4af1bfbd456e997fd1d533550db19e8869bd262d91164c"
+	)
+	cl, err := kgo.NewClient(append(h.cfg.Opts(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	records := map[string]string{"offset": "0"} // no command decided yet on this fresh topic
+	for key, file := range map[string]string{"workspace/" + ws: "workspace.json", "task/" + task: "task.json"} {
+		raw, err := os.ReadFile("testdata/state/format0-results/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		records[key] = strings.TrimSpace(string(raw))
+	}
+	// On every partition: the workspace's is the one its commands use.
+	for p := range h.cfg.Partitions {
+		for key, value := range records {
+			r := &kgo.Record{Topic: h.cfg.Topics().DeciderState, Partition: p, Key: []byte(key), Value: []byte(value)}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, stop := h.runDecider()
+	defer stop()
+	redelivered, rename := "0190d6a4-0000-7000-8000-00000000c002", newID()
+	h.send(redelivered, domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: task, Title: "golden task", Input: "in", Priority: 1})
+	h.send(rename, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "upgraded"})
+	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](2))
+	byID := map[string]schemas.Result{}
+	for _, r := range results {
+		byID[r.CommandID] = r
+	}
+	if r := byID[redelivered]; r.Status != schemas.ResultAccepted || r.AggregateID != task || len(r.Events) != 0 {
+		t.Fatalf("redelivered command answered %+v, want its original outcome (accepted, task %s) and no new event", r, task)
+	}
+	if r := byID[rename]; r.Status != schemas.ResultAccepted || len(r.Events) != 1 || r.Events[0].Seq != 3 {
+		t.Fatalf("rename answered %+v, want accepted as seq 3", r)
+	}
+	events := readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events)
+	if len(events) != 1 || events[0].Seq != 3 || events[0].PrevHash != hash {
+		t.Fatalf("events after the upgrade: %+v, want one at seq 3 chained to the restored head", events)
+	}
+	if _, err := schemas.Verify(schemas.Chain{Seq: 2, Hash: hash}, events[0]); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,8 +1,7 @@
 package decider
 
 import (
-	"encoding/json"
-	"strconv"
+	"fmt"
 	"strings"
 	"time"
 
@@ -13,25 +12,26 @@ import (
 // workspaceState is what the decider keeps per workspace: the aggregate, its
 // position in the hash chain and a bounded window of recent outcomes that
 // makes a redelivered or retried command return its first outcome.
+// Stored as a workspaceRecord (record.go).
 type workspaceState struct {
-	Workspace *domain.Workspace `json:"workspace"`
-	Chain     schemas.Chain     `json:"chain"`
-	Recent    []outcome         `json:"recent,omitempty"` // oldest first
+	Workspace *domain.Workspace
+	Chain     schemas.Chain
+	Recent    []outcome // oldest first
 }
 
 // outcome is the part of a result the idempotency window keeps. It is small
 // on purpose: the window is rewritten with its workspace in every
 // transaction that touches it.
 type outcome struct {
-	CommandID   string      `json:"id"`
-	Rejected    bool        `json:"rejected,omitempty"`
-	Code        domain.Code `json:"code,omitempty"`
-	Reason      string      `json:"reason,omitempty"`
-	Field       string      `json:"field,omitempty"`
-	AggregateID string      `json:"aggregate,omitempty"`
+	CommandID   string
+	Rejected    bool
+	Code        domain.Code
+	Reason      string
+	Field       string
+	AggregateID string
 	// Digest is the start of the request digest (compactDigest), when the
 	// command came with an Idempotency-Key.
-	Digest string `json:"digest,omitempty"`
+	Digest string
 }
 
 // digestLen is how much of a request digest the window keeps: 16 bytes in
@@ -110,13 +110,14 @@ func newPartitionState() *partitionState {
 	return &partitionState{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{}}
 }
 
-// apply loads one decider-state record; a nil value is a tombstone.
+// apply loads one decider-state record, of any format this version reads
+// (record.go); a nil value is a tombstone.
 func (p *partitionState) apply(key string, value []byte) error {
 	switch {
 	case key == keyOffset:
-		n, err := strconv.ParseInt(string(value), 10, 64)
+		n, err := decodeOffset(value)
 		if err != nil {
-			return err
+			return fmt.Errorf("offset record: %w", err)
 		}
 		p.next = n
 	case strings.HasPrefix(key, keyWorkspace):
@@ -125,22 +126,22 @@ func (p *partitionState) apply(key string, value []byte) error {
 			delete(p.workspaces, id)
 			return nil
 		}
-		var w workspaceState
-		if err := json.Unmarshal(value, &w); err != nil {
-			return err
+		w, err := decodeWorkspace(value)
+		if err != nil {
+			return fmt.Errorf("workspace %s: %w", id, err)
 		}
-		p.workspaces[id] = &w
+		p.workspaces[id] = w
 	case strings.HasPrefix(key, keyTask):
 		id := strings.TrimPrefix(key, keyTask)
 		if value == nil {
 			delete(p.tasks, id)
 			return nil
 		}
-		var t domain.Task
-		if err := json.Unmarshal(value, &t); err != nil {
-			return err
+		t, err := decodeTask(value)
+		if err != nil {
+			return fmt.Errorf("task %s: %w", id, err)
 		}
-		p.tasks[id] = &t
+		p.tasks[id] = t
 	}
 	return nil
 }

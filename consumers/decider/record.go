@@ -1,0 +1,278 @@
+package decider
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// The decider-state topic outlives the code that writes it, so its records
+// have formats of their own, spelled out here rather than borrowed from the
+// domain's JSON tags (renaming a domain field must not change what a restore
+// reads). Every record carries its format in "v".
+//
+//   - Format 0: no "v". The domain structs' JSON, as logbook wrote it before
+//     formats existed; the offset record is a bare integer. Its idempotency
+//     window has two shapes: whole results ("command_id", "status",
+//     "aggregate_id") in the oldest records, compact outcomes ("id",
+//     "rejected", "aggregate") later.
+//   - Format 1: the structs below.
+//
+// A restore reads every format up to stateFormat and refuses a later one
+// loudly: loading what it cannot read as empty would forget decided commands.
+// testdata/state holds records of every format, read by the tests.
+const stateFormat = 1
+
+type workspaceRecord struct {
+	V         int             `json:"v"`
+	Workspace *workspaceV1    `json:"workspace"`
+	Chain     chainV1         `json:"chain"`
+	Recent    []outcomeRecord `json:"recent,omitempty"` // oldest first
+}
+
+type workspaceV1 struct {
+	ID        string              `json:"id"`
+	Name      string              `json:"name"`
+	Status    string              `json:"status"`
+	Version   int64               `json:"version"`
+	CreatedAt time.Time           `json:"created_at"`
+	Members   map[string]memberV1 `json:"members,omitempty"`
+	Agents    map[string]agentV1  `json:"agents,omitempty"`
+	Policy    policyV1            `json:"policy"`
+}
+
+type memberV1 struct {
+	PrincipalID string `json:"principal_id"`
+	Role        string `json:"role"`
+}
+
+type agentV1 struct {
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Role         string `json:"role"`
+	Model        string `json:"model"`
+	Instructions string `json:"instructions"`
+}
+
+type policyV1 struct {
+	DailyTokenBudget int64  `json:"daily_token_budget"`
+	FallbackMode     string `json:"fallback_mode"`
+}
+
+type chainV1 struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+type outcomeRecord struct {
+	ID          string      `json:"id"`
+	Rejected    bool        `json:"rejected,omitempty"`
+	Code        domain.Code `json:"code,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+	Field       string      `json:"field,omitempty"`
+	AggregateID string      `json:"aggregate,omitempty"`
+	Digest      string      `json:"digest,omitempty"`
+}
+
+type taskRecord struct {
+	V             int       `json:"v"`
+	ID            string    `json:"id"`
+	WorkspaceID   string    `json:"workspace_id"`
+	Title         string    `json:"title"`
+	Input         string    `json:"input"`
+	Priority      int       `json:"priority"`
+	Assignee      string    `json:"assignee,omitempty"`
+	Status        string    `json:"status"`
+	Attempt       int       `json:"attempt"`
+	Output        string    `json:"output,omitempty"`
+	FailureReason string    `json:"failure_reason,omitempty"`
+	Usage         usageV1   `json:"usage"`
+	Version       int64     `json:"version"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+type usageV1 struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+}
+
+type offsetRecord struct {
+	V    int   `json:"v"`
+	Next int64 `json:"next_command_offset"`
+}
+
+// outcomeV0 reads both shapes of a format-0 window entry.
+type outcomeV0 struct {
+	ID          string      `json:"id"`
+	CommandID   string      `json:"command_id"`
+	Rejected    bool        `json:"rejected"`
+	Status      string      `json:"status"`
+	Code        domain.Code `json:"code"`
+	Reason      string      `json:"reason"`
+	Field       string      `json:"field"`
+	Aggregate   string      `json:"aggregate"`
+	AggregateID string      `json:"aggregate_id"`
+	Digest      string      `json:"digest"`
+}
+
+func (o outcomeV0) outcome() outcome {
+	out := outcome{CommandID: o.ID, Rejected: o.Rejected, Code: o.Code, Reason: o.Reason, Field: o.Field,
+		AggregateID: o.Aggregate, Digest: o.Digest}
+	if out.CommandID == "" {
+		out.CommandID = o.CommandID
+	}
+	if out.AggregateID == "" {
+		out.AggregateID = o.AggregateID
+	}
+	if o.Status == schemas.ResultRejected {
+		out.Rejected = true
+	}
+	return out
+}
+
+// errNewerFormat is a record written by a later logbook.
+var errNewerFormat = errors.New("written by a newer logbook")
+
+// formatOf reads the "v" of a JSON record: 0 when it has none.
+func formatOf(value []byte) (int, error) {
+	var probe struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal(value, &probe); err != nil {
+		return 0, err
+	}
+	if probe.V == nil {
+		return 0, nil
+	}
+	if *probe.V < 1 || *probe.V > stateFormat {
+		return *probe.V, fmt.Errorf("format %d: %w (this one reads formats 0 to %d)", *probe.V, errNewerFormat, stateFormat)
+	}
+	return *probe.V, nil
+}
+
+func encodeWorkspace(w workspaceState) ([]byte, error) {
+	rec := workspaceRecord{V: stateFormat, Chain: chainV1(w.Chain)}
+	if ws := w.Workspace; ws != nil {
+		v := workspaceV1{ID: ws.ID, Name: ws.Name, Status: ws.Status, Version: ws.Version, CreatedAt: ws.CreatedAt,
+			Policy: policyV1(ws.Policy)}
+		if len(ws.Members) > 0 {
+			v.Members = make(map[string]memberV1, len(ws.Members))
+			for k, m := range ws.Members {
+				v.Members[k] = memberV1(m)
+			}
+		}
+		if len(ws.Agents) > 0 {
+			v.Agents = make(map[string]agentV1, len(ws.Agents))
+			for k, a := range ws.Agents {
+				v.Agents[k] = agentV1(a)
+			}
+		}
+		rec.Workspace = &v
+	}
+	for _, o := range w.Recent {
+		rec.Recent = append(rec.Recent, outcomeRecord{ID: o.CommandID, Rejected: o.Rejected, Code: o.Code,
+			Reason: o.Reason, Field: o.Field, AggregateID: o.AggregateID, Digest: o.Digest})
+	}
+	return json.Marshal(rec)
+}
+
+func decodeWorkspace(value []byte) (*workspaceState, error) {
+	format, err := formatOf(value)
+	if err != nil {
+		return nil, err
+	}
+	// Format 0 spelled the workspace and the chain as format 1 does; only
+	// its window differs.
+	var rec struct {
+		Workspace *workspaceV1 `json:"workspace"`
+		Chain     chainV1      `json:"chain"`
+		Recent    []outcomeV0  `json:"recent"`
+	}
+	if err := json.Unmarshal(value, &rec); err != nil {
+		return nil, err
+	}
+	w := &workspaceState{Chain: schemas.Chain(rec.Chain)}
+	if v := rec.Workspace; v != nil {
+		ws := &domain.Workspace{ID: v.ID, Name: v.Name, Status: v.Status, Version: v.Version, CreatedAt: v.CreatedAt,
+			Policy: domain.AIPolicy(v.Policy)}
+		if len(v.Members) > 0 {
+			ws.Members = make(map[string]domain.Member, len(v.Members))
+			for k, m := range v.Members {
+				ws.Members[k] = domain.Member(m)
+			}
+		}
+		if len(v.Agents) > 0 {
+			ws.Agents = make(map[string]domain.Agent, len(v.Agents))
+			for k, a := range v.Agents {
+				ws.Agents[k] = domain.Agent(a)
+			}
+		}
+		w.Workspace = ws
+	}
+	for i, o := range rec.Recent {
+		out := o.outcome()
+		if format >= 1 {
+			out = outcome{CommandID: o.ID, Rejected: o.Rejected, Code: o.Code, Reason: o.Reason, Field: o.Field,
+				AggregateID: o.Aggregate, Digest: o.Digest}
+		}
+		if out.CommandID == "" {
+			return nil, fmt.Errorf("window entry %d has no command id", i)
+		}
+		w.Recent = append(w.Recent, out)
+	}
+	return w, nil
+}
+
+func encodeTask(t *domain.Task) ([]byte, error) {
+	return json.Marshal(taskRecord{V: stateFormat, ID: t.ID, WorkspaceID: t.WorkspaceID, Title: t.Title, Input: t.Input,
+		Priority: t.Priority, Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output,
+		FailureReason: t.FailureReason, Usage: usageV1(t.Usage), Version: t.Version, CreatedAt: t.CreatedAt,
+		UpdatedAt: t.UpdatedAt})
+}
+
+// decodeTask reads formats 0 and 1, which spell a task alike.
+func decodeTask(value []byte) (*domain.Task, error) {
+	if _, err := formatOf(value); err != nil {
+		return nil, err
+	}
+	var r taskRecord
+	if err := json.Unmarshal(value, &r); err != nil {
+		return nil, err
+	}
+	if r.ID == "" {
+		return nil, errors.New("task record without an id")
+	}
+	return &domain.Task{ID: r.ID, WorkspaceID: r.WorkspaceID, Title: r.Title, Input: r.Input, Priority: r.Priority,
+		Assignee: r.Assignee, Status: r.Status, Attempt: r.Attempt, Output: r.Output, FailureReason: r.FailureReason,
+		Usage: domain.TokenUsage(r.Usage), Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
+}
+
+func encodeOffset(next int64) []byte {
+	b, _ := json.Marshal(offsetRecord{V: stateFormat, Next: next})
+	return b
+}
+
+// decodeOffset reads a format-1 offset record or a format-0 bare integer.
+func decodeOffset(value []byte) (int64, error) {
+	if n, err := strconv.ParseInt(string(value), 10, 64); err == nil {
+		return n, nil
+	}
+	format, err := formatOf(value)
+	if err != nil {
+		return 0, err
+	}
+	if format == 0 {
+		return 0, errors.New("offset record is neither a number nor versioned")
+	}
+	var r offsetRecord
+	if err := json.Unmarshal(value, &r); err != nil {
+		return 0, err
+	}
+	return r.Next, nil
+}

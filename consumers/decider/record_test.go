@@ -1,0 +1,137 @@
+package decider
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+const (
+	goldenWS   = "0190d6a4-0000-7000-8000-00000000a001"
+	goldenTask = "0190d6a4-0000-7000-8000-00000000b001"
+)
+
+// goldenState is what every directory under testdata/state holds, each in
+// its own format.
+func goldenState(t *testing.T) *partitionState {
+	t.Helper()
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	p := newPartitionState()
+	p.next = 7
+	p.workspaces[goldenWS] = &workspaceState{
+		Workspace: &domain.Workspace{ID: goldenWS, Name: "golden", Status: domain.WorkspaceStatusActive, Version: 1,
+			CreatedAt: at("2026-11-23T23:51:44.595066046Z"), Policy: domain.AIPolicy{FallbackMode: "none"}},
+		Chain: schemas.Chain{Seq: 2, Hash: "1a14da5ebd371555cc4af1bfbd456e997fd1d533550db19e8869bd262d91164c"},
+		Recent: []outcome{
+			{CommandID: "0190d6a4-0000-7000-8000-00000000c001", AggregateID: goldenWS},
+			{CommandID: "0190d6a4-0000-7000-8000-00000000c002", AggregateID: goldenTask},
+			{CommandID: "0190d6a4-0000-7000-8000-00000000c003", Rejected: true, Code: domain.CodeConflict,
+				Reason: `task "0190d6a4-0000-7000-8000-00000000b001" cannot go from pending to completed`},
+		},
+	}
+	p.tasks[goldenTask] = &domain.Task{ID: goldenTask, WorkspaceID: goldenWS, Title: "golden task", Input: "in", Priority: 1,
+		Status: domain.TaskStatusPending, Version: 1, CreatedAt: at("2026-11-23T23:51:44.61Z"), UpdatedAt: at("2026-11-23T23:51:44.61Z")}
+	return p
+}
+
+func loadGolden(t *testing.T, dir string) *partitionState {
+	t.Helper()
+	p := newPartitionState()
+	for key, file := range map[string]string{keyOffset: "offset", keyWorkspace + goldenWS: "workspace.json", keyTask + goldenTask: "task.json"} {
+		raw, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.apply(key, bytes.TrimSpace(raw)); err != nil {
+			t.Fatalf("%s/%s: %v", dir, file, err)
+		}
+	}
+	return p
+}
+
+// Today's code reads every format ever written to the same state.
+func TestStateRecordsOfEveryFormatRestore(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/state/*")
+	if err != nil || len(dirs) < 3 {
+		t.Fatalf("golden directories: %v, %v", dirs, err)
+	}
+	want := goldenState(t)
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			got := loadGolden(t, dir)
+			if got.next != want.next || !reflect.DeepEqual(got.workspaces, want.workspaces) || !reflect.DeepEqual(got.tasks, want.tasks) {
+				t.Fatalf("%s restored\n%+v %+v %d\nwant\n%+v %+v %d", dir, *got.workspaces[goldenWS], *got.tasks[goldenTask], got.next,
+					*want.workspaces[goldenWS], *want.tasks[goldenTask], want.next)
+			}
+		})
+	}
+}
+
+// What this version writes is, byte for byte, the newest golden format: a
+// change to the stored format must come with a new format number and a new
+// golden directory, never silently.
+func TestStateWrittenTodayIsTheNewestGoldenFormat(t *testing.T) {
+	dir := filepath.Join("testdata/state", "format"+string(rune('0'+stateFormat)))
+	s := goldenState(t)
+	ws, err := encodeWorkspace(*s.workspaces[goldenWS])
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := encodeTask(s.tasks[goldenTask])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, got := range map[string][]byte{"workspace.json": ws, "task.json": task, "offset": encodeOffset(s.next)} {
+		if os.Getenv("LOGBOOK_WRITE_GOLDEN") != "" {
+			if err := os.WriteFile(filepath.Join(dir, file), append(got, '\n'), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(bytes.TrimSpace(want), got) {
+			t.Errorf("%s: this version writes\n%s\nthe golden format %d is\n%s", file, got, stateFormat, want)
+		}
+	}
+}
+
+// A record from a newer logbook fails the restore loudly; so does one whose
+// window has lost its command ids (what a silent rename once did).
+func TestStateRecordsThisVersionCannotReadFail(t *testing.T) {
+	p := newPartitionState()
+	for _, tc := range []struct{ key, value, want string }{
+		{keyWorkspace + "w", `{"v":2,"workspace":{"id":"w"}}`, "newer"},
+		{keyTask + "t", `{"v":9,"id":"t"}`, "newer"},
+		{keyOffset, `{"v":2,"next_command_offset":5}`, "newer"},
+		{keyOffset, `{"next":5}`, "neither"},
+		{keyWorkspace + "w", `{"v":1,"recent":[{"command":"c1"}]}`, "no command id"},
+		{keyTask + "t", `{"v":1}`, "without an id"},
+	} {
+		err := p.apply(tc.key, []byte(tc.value))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s = %s: got %v, want an error saying %q", tc.key, tc.value, err, tc.want)
+		}
+		if tc.want == "newer" && !errors.Is(err, errNewerFormat) {
+			t.Errorf("%s = %s: %v is not errNewerFormat", tc.key, tc.value, err)
+		}
+	}
+	if len(p.workspaces) != 0 || len(p.tasks) != 0 || p.next != 0 {
+		t.Fatalf("a refused record changed the state: %+v", p)
+	}
+}
