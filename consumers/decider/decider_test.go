@@ -61,15 +61,7 @@ func (h *harness) startDecider() (stop func()) {
 
 func (h *harness) send(id, typ, ws string, payload any) {
 	h.t.Helper()
-	env, err := schemas.EncodeCommand(domain.Command{ID: id, Type: typ, WorkspaceID: ws,
-		Actor: domain.Actor{ID: "tester", Role: "admin"}, IssuedAt: time.Now(), Payload: payload}, "")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	val, _ := json.Marshal(env)
-	if err := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: h.cfg.Topics().Commands, Key: []byte(ws), Value: val}).FirstErr(); err != nil {
-		h.t.Fatal(err)
-	}
+	h.sendKeyed(id, typ, ws, "", payload)
 }
 
 // read consumes a whole topic (read_committed) until done says enough.
@@ -307,8 +299,7 @@ func TestDeciderRefusesToOutgrowAStateRecord(t *testing.T) {
 }
 
 // sendKeyed sends a command as the API does for a request with an
-// Idempotency-Key: with its request digest. The digest is set in the JSON
-// so the test also compiles, and fails, against a decider without digests.
+// Idempotency-Key: with its request digest ("" for none).
 func (h *harness) sendKeyed(id, typ, ws, digest string, payload any) {
 	h.t.Helper()
 	env, err := schemas.EncodeCommand(domain.Command{ID: id, Type: typ, WorkspaceID: ws,
@@ -316,20 +307,11 @@ func (h *harness) sendKeyed(id, typ, ws, digest string, payload any) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	env.RequestDigest = digest
 	val, _ := json.Marshal(env)
-	var m map[string]any
-	_ = json.Unmarshal(val, &m)
-	m["request_digest"] = digest
-	val, _ = json.Marshal(m)
 	if err := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: h.cfg.Topics().Commands, Key: []byte(ws), Value: val}).FirstErr(); err != nil {
 		h.t.Fatal(err)
 	}
-}
-
-// keyedResult reads a result with its request digest.
-type keyedResult struct {
-	schemas.Result
-	RequestDigest string `json:"request_digest"`
 }
 
 func TestDeciderRefusesAKeyReusedForAnotherRequest(t *testing.T) {
@@ -342,9 +324,9 @@ func TestDeciderRefusesAKeyReusedForAnotherRequest(t *testing.T) {
 	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d2, &domain.TaskCreateCmd{TaskID: task, Title: "second"}) // same key, other body
 	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d1, &domain.TaskCreateCmd{TaskID: task, Title: "first"})  // a true retry
 
-	check := func(rs []keyedResult, want int) {
+	check := func(rs []schemas.Result, want int) {
 		t.Helper()
-		var got []keyedResult
+		var got []schemas.Result
 		for _, r := range rs {
 			if r.CommandID == cmd {
 				got = append(got, r)
@@ -364,7 +346,7 @@ func TestDeciderRefusesAKeyReusedForAnotherRequest(t *testing.T) {
 			}
 		}
 	}
-	check(read(h, h.cfg.Topics().Results, atLeast[keyedResult](4)), 3)
+	check(read(h, h.cfg.Topics().Results, atLeast[schemas.Result](4)), 3)
 	if events := readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events); len(events) != 2 {
 		t.Fatalf("want 2 events (workspace, one task), got %d", len(events))
 	}
@@ -376,7 +358,7 @@ func TestDeciderRefusesAKeyReusedForAnotherRequest(t *testing.T) {
 	defer stop()
 	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d2, &domain.TaskCreateCmd{TaskID: task, Title: "second"})
 	h.sendKeyed(cmd, domain.CmdTaskCreate, ws, d1, &domain.TaskCreateCmd{TaskID: task, Title: "first"})
-	check(read(h, h.cfg.Topics().Results, atLeast[keyedResult](6)), 5)
+	check(read(h, h.cfg.Topics().Results, atLeast[schemas.Result](6)), 5)
 	if events := readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events); len(events) != 2 {
 		t.Fatalf("after restore: want 2 events, got %d", len(events))
 	}

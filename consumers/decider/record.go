@@ -107,7 +107,8 @@ type offsetRecord struct {
 	Next int64 `json:"next_command_offset"`
 }
 
-// outcomeV0 reads both shapes of a format-0 window entry.
+// outcomeV0 reads a window entry of any format: both shapes of format 0
+// and format 1 (outcomeRecord's keys).
 type outcomeV0 struct {
 	ID          string      `json:"id"`
 	CommandID   string      `json:"command_id"`
@@ -150,8 +151,11 @@ func formatOf(value []byte) (int, error) {
 	if probe.V == nil {
 		return 0, nil
 	}
-	if *probe.V < 1 || *probe.V > stateFormat {
+	if *probe.V > stateFormat {
 		return *probe.V, fmt.Errorf("format %d: %w (this one reads formats 0 to %d)", *probe.V, errNewerFormat, stateFormat)
+	}
+	if *probe.V < 1 {
+		return *probe.V, fmt.Errorf("format %d: no logbook writes it", *probe.V)
 	}
 	return *probe.V, nil
 }
@@ -183,12 +187,11 @@ func encodeWorkspace(w workspaceState) ([]byte, error) {
 }
 
 func decodeWorkspace(value []byte) (*workspaceState, error) {
-	format, err := formatOf(value)
-	if err != nil {
+	if _, err := formatOf(value); err != nil {
 		return nil, err
 	}
 	// Format 0 spelled the workspace and the chain as format 1 does; only
-	// its window differs.
+	// its window differs, and outcomeV0 reads every shape.
 	var rec struct {
 		Workspace *workspaceV1 `json:"workspace"`
 		Chain     chainV1      `json:"chain"`
@@ -217,10 +220,6 @@ func decodeWorkspace(value []byte) (*workspaceState, error) {
 	}
 	for i, o := range rec.Recent {
 		out := o.outcome()
-		if format >= 1 {
-			out = outcome{CommandID: o.ID, Rejected: o.Rejected, Code: o.Code, Reason: o.Reason, Field: o.Field,
-				AggregateID: o.Aggregate, Digest: o.Digest}
-		}
 		if out.CommandID == "" {
 			return nil, fmt.Errorf("window entry %d has no command id", i)
 		}

@@ -122,6 +122,7 @@ func TestStateRecordsThisVersionCannotReadFail(t *testing.T) {
 		{keyOffset, `{"next":5}`, "neither"},
 		{keyWorkspace + "w", `{"v":1,"recent":[{"command":"c1"}]}`, "no command id"},
 		{keyTask + "t", `{"v":1}`, "without an id"},
+		{keyTask + "t", `{"v":0,"id":"t"}`, "no logbook writes it"},
 	} {
 		err := p.apply(tc.key, []byte(tc.value))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
