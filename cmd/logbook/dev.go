@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/logbook-dev/logbook/internal/devbroker"
 	"github.com/logbook-dev/logbook/internal/pgembed"
 )
 
@@ -48,7 +50,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		broker, err := startBroker(abs, sync)
+		broker, err := startBroker(ctx, abs, sync, log)
 		if err != nil {
 			return err
 		}
@@ -103,11 +105,12 @@ func devSyncWrites() (bool, error) {
 	return b, nil
 }
 
-// startBroker starts kfake on the port it used last time (so kcat and Kafka's
-// CLI keep one address), or a free one. With sync, every batch is fsynced
-// before it is acknowledged; without, a process crash loses nothing (the
-// page cache keeps it) but a power loss can lose what the OS had not written.
-func startBroker(dir string, sync bool) (*kfake.Cluster, error) {
+// startBroker starts the embedded broker on the port it used last time (so
+// kcat and Kafka's CLI keep one address), or a free one. With sync, every
+// batch is fsynced before it is acknowledged; without, a process crash loses
+// nothing (the page cache keeps it) but a power loss can lose what the OS
+// had not written.
+func startBroker(ctx context.Context, dir string, sync bool, log *slog.Logger) (*devbroker.Broker, error) {
 	portFile := filepath.Join(dir, "kafka.port")
 	port := 0
 	if b, err := os.ReadFile(portFile); err == nil {
@@ -124,18 +127,14 @@ func startBroker(dir string, sync bool) (*kfake.Cluster, error) {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
-		kfake.DataDir(filepath.Join(dir, "kafka")),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
 			return net.Listen(network, "127.0.0.1:"+strconv.Itoa(port))
 		}),
 		kfake.GroupMinSessionTimeout(time.Second),
 	}
-	if sync {
-		opts = append(opts, kfake.SyncWrites())
-	}
-	c, err := kfake.NewCluster(opts...)
+	c, err := devbroker.Start(ctx, devbroker.Config{Dir: dir, Sync: sync, Logger: log, Opts: opts})
 	if err != nil {
-		return nil, fmt.Errorf("embedded kafka: %w", err)
+		return nil, err
 	}
 	_ = os.WriteFile(portFile, []byte(strconv.Itoa(port)), 0o600)
 	return c, nil

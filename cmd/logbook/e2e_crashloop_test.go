@@ -334,9 +334,13 @@ func (l *crashLoop) check(f *fleet, c *client) {
 		}
 	}
 	audit := <-audited
+	completed := 0
+	for _, p := range l.procs {
+		completed += strings.Count(p.stderr.String(), "completed a transaction a crash had left half-committed")
+	}
 
-	t.Logf("figures: crash loop seed=%d cycles=%d acknowledged=%d outcomes=%d (accepted=%d rejected=%d) undecided=%d duplicated=%d missing_from_log=%d read_model_mismatches=%d events_in_log=%d workspaces_in_log=%d sent=%d unreachable=%d refused_429_503=%d unexpected_answers=%d replay_error=%v audit=%q",
-		l.seed, l.cycles, len(acked), len(accepted)+len(rejected), len(accepted), len(rejected), len(undecided), len(v.twice),
+	t.Logf("figures: crash loop seed=%d cycles=%d torn_commits_completed=%d acknowledged=%d outcomes=%d (accepted=%d rejected=%d) undecided=%d duplicated=%d missing_from_log=%d read_model_mismatches=%d events_in_log=%d workspaces_in_log=%d sent=%d unreachable=%d refused_429_503=%d unexpected_answers=%d replay_error=%v audit=%q",
+		l.seed, l.cycles, completed, len(acked), len(accepted)+len(rejected), len(accepted), len(rejected), len(undecided), len(v.twice),
 		len(missing), len(mismatches), v.events, len(v.lastSeq), f.sent.Load(), f.unreachable.Load(), f.refused.Load(),
 		len(unexpected), logErr, strings.TrimSpace(string(audit.out)))
 

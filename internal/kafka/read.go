@@ -63,10 +63,21 @@ const (
 // end, fn's refusal included, fails with a *ReadError saying where it
 // stopped; it wraps the cause, so errors.Is and errors.As reach fn's error.
 func ReadToEnd(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64, fn func(*kgo.Record) error) error {
+	return readToEnd(ctx, cl, topic, from, true, fn)
+}
+
+// ReadToEndUncommitted is ReadToEnd reading every data record up to the high
+// watermark, those of open and aborted transactions included: for tools
+// that repair transactions, never for building state.
+func ReadToEndUncommitted(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64, fn func(*kgo.Record) error) error {
+	return readToEnd(ctx, cl, topic, from, false, fn)
+}
+
+func readToEnd(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64, committed bool, fn func(*kgo.Record) error) error {
 	if len(from) == 0 {
 		return nil
 	}
-	r := &reader{cl: cl, adm: kadm.NewClient(cl), topic: topic, fn: fn, parts: map[int32]*cursor{}}
+	r := &reader{cl: cl, adm: kadm.NewClient(cl), topic: topic, committed: committed, fn: fn, parts: map[int32]*cursor{}}
 	ends, err := r.listEnds(ctx)
 	if err != nil {
 		return err
@@ -92,18 +103,32 @@ type cursor struct {
 }
 
 type reader struct {
-	cl    *kgo.Client
-	adm   *kadm.Client
-	topic string
-	fn    func(*kgo.Record) error
-	parts map[int32]*cursor // partitions still short of their end
+	cl        *kgo.Client
+	adm       *kadm.Client
+	topic     string
+	committed bool // read_committed up to the last stable offset, else everything up to the high watermark
+	fn        func(*kgo.Record) error
+	parts     map[int32]*cursor // partitions still short of their end
 }
 
-// listEnds lists the last stable offset of every partition of the topic.
+// isolation is the fetch isolation of the read.
+func (r *reader) isolation() kgo.IsolationLevel {
+	if r.committed {
+		return kgo.ReadCommitted()
+	}
+	return kgo.ReadUncommitted()
+}
+
+// listEnds lists the end of every partition of the topic: the last stable
+// offset, or the high watermark for an uncommitted read.
 func (r *reader) listEnds(ctx context.Context) (map[int32]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, readCallTimeout)
 	defer cancel()
-	listed, err := r.adm.ListCommittedOffsets(ctx, r.topic)
+	list := r.adm.ListCommittedOffsets
+	if !r.committed {
+		list = r.adm.ListEndOffsets
+	}
+	listed, err := list(ctx, r.topic)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: end offsets of %s: %w", r.topic, err)
 	}
@@ -200,7 +225,7 @@ func (r *reader) leaders(ctx context.Context, fresh bool) (map[int32][]int32, [1
 	return byLeader, td.ID, nil
 }
 
-// fetch issues one read_committed fetch to a leader for some partitions and
+// fetch issues one fetch to a leader for some partitions and
 // hands their records to fn. It reports whether any position advanced and
 // whether the metadata looked stale. Only a failure that retrying cannot
 // cure is returned as an error.
@@ -209,7 +234,10 @@ func (r *reader) fetch(ctx context.Context, leader int32, id [16]byte, parts []i
 	req.MaxWaitMillis = int32(readMaxWait / time.Millisecond)
 	req.MinBytes = 1
 	req.MaxBytes = readMaxBytes
-	req.IsolationLevel = 1 // read_committed
+	req.IsolationLevel = 0 // read_uncommitted
+	if r.committed {
+		req.IsolationLevel = 1
+	}
 	req.SessionID, req.SessionEpoch = 0, -1
 	rt := kmsg.NewFetchRequestTopic()
 	rt.Topic, rt.TopicID = r.topic, id // v13+ fetches by ID, older by name
@@ -256,7 +284,7 @@ func (r *reader) apply(ctx context.Context, c *cursor, rp *kmsg.FetchResponseTop
 	p := rp.Partition
 	fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 		Offset:         c.pos,
-		IsolationLevel: kgo.ReadCommitted(),
+		IsolationLevel: r.isolation(),
 		Topic:          r.topic,
 		Partition:      p,
 	}, rp, kgo.DefaultDecompressor(), nil)

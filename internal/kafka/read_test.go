@@ -428,3 +428,23 @@ func TestReadToEndUnknownPartition(t *testing.T) {
 		t.Fatalf("want a ReadError naming %s/5, got %v", topic, err)
 	}
 }
+
+// An uncommitted read delivers the records of aborted and open transactions
+// too, up to the high watermark; the committed read skips them.
+func TestReadToEndUncommittedDeliversAbortedAndOpenRecords(t *testing.T) {
+	e := newEnv(t, kafkatest.Brokers(t))
+	topic := e.topic(1, nil)
+	e.produce(topic, 0, "a=1")
+	e.txn().abort(topic, 0, "b=2")
+	e.txn().write(topic, 0, "c=3")
+	var got []string
+	err := kafka.ReadToEndUncommitted(ctxFor(t, 60*time.Second), e.cl, topic, map[int32]int64{0: 0}, func(r *kgo.Record) error {
+		got = append(got, fmt.Sprintf("%d:%s=%s", r.Partition, r.Key, r.Value))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(t, got, "0:a=1", "0:b=2", "0:c=3")
+	want(t, e.read(topic, map[int32]int64{0: 0}), "0:a=1")
+}
