@@ -12,7 +12,7 @@ import (
 // format1Last is the last whole entry of testdata/journal-format1, a
 // journal as format 1 writes it, ending in a line torn by a crash.
 var format1Last = commitEntry{V: 1, TxnID: "logbook-decider-a", PID: 7, Epoch: 4,
-	Parts: []txnPart{{Topic: "logbook.events", Partition: 2, From: 41}, {Topic: "logbook.decider-state", Partition: 2, From: 90}},
+	Parts:   []txnPart{{Topic: "logbook.events", Partition: 2, From: 41}, {Topic: "logbook.decider-state", Partition: 2, From: 90}},
 	Offsets: []groupOffset{{Group: "logbook-decider", Topic: "logbook.commands", Partition: 2, Offset: 17, LeaderEpoch: 0, Metadata: "m"}},
 }
 
