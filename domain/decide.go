@@ -177,12 +177,17 @@ func onTask[P TaskTarget](s State, cmd Command, now time.Time, decide func(*Work
 	return e.events, nil
 }
 
-// liveWorkspace returns the workspace cmd addresses if it may still change.
+// liveWorkspace returns the workspace cmd addresses if it may still change
+// and its actor may send cmd there.
 func liveWorkspace(s State, cmd Command) (*Workspace, error) {
 	ws := s.Workspace
 	// Erased workspaces are gone as far as callers can tell.
 	if ws == nil || ws.ID != cmd.WorkspaceID || ws.Status == WorkspaceStatusErased {
 		return nil, NotFound("workspace %q not found", cmd.WorkspaceID)
+	}
+	// Before any other check, so a caller without a grant learns nothing.
+	if err := authorize(ws, cmd); err != nil {
+		return nil, err
 	}
 	// Erasing is the one thing left to do with an archived workspace.
 	if ws.Status == WorkspaceStatusArchived && cmd.Type != CmdWorkspaceErase {

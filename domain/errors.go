@@ -10,8 +10,11 @@ type Code string
 
 const (
 	CodeNotFound Code = "not_found" // the workspace, task or agent does not exist
-	CodeConflict Code = "conflict"  // invalid transition or version conflict
-	CodeInvalid  Code = "invalid"   // the input breaks a rule; Field names it
+	// CodeForbidden: a member of the workspace whose roles do not allow the
+	// action; a caller with no grant gets CodeNotFound instead.
+	CodeForbidden Code = "forbidden"
+	CodeConflict  Code = "conflict" // invalid transition or version conflict
+	CodeInvalid   Code = "invalid"  // the input breaks a rule; Field names it
 	// CodeKeyReused: an idempotency key already named another request (a
 	// different method, path or body); the first request's outcome stands.
 	CodeKeyReused Code = "idempotency_key_reused"
@@ -35,6 +38,11 @@ func (e *Error) Error() string {
 // NotFound reports a missing entity.
 func NotFound(format string, args ...any) *Error {
 	return &Error{Code: CodeNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+// ForbiddenError reports an action the caller's roles do not allow.
+func ForbiddenError(format string, args ...any) *Error {
+	return &Error{Code: CodeForbidden, Message: fmt.Sprintf(format, args...)}
 }
 
 // Conflict reports an illegal transition or a version mismatch.

@@ -10,6 +10,9 @@ func decideWorkspaceCreate(s State, cmd Command, now time.Time) ([]Event, error)
 	if err := checkWorkspaceID(cmd); err != nil {
 		return nil, err
 	}
+	if !MayCreateWorkspace(cmd.Actor.Role) {
+		return nil, ForbiddenError("a %s key may not create workspaces", cmd.Actor.Role)
+	}
 	// Erased workspaces keep their id: it is never reused.
 	if s.Workspace != nil {
 		return nil, Conflict("workspace %q already exists", cmd.WorkspaceID)
@@ -23,6 +26,11 @@ func decideWorkspaceCreate(s State, cmd Command, now time.Time) ([]Event, error)
 	}
 	e := newEmitter(AggregateWorkspace, cmd.WorkspaceID, 0, now)
 	e.emit(EvWorkspaceCreated, WorkspaceCreated{Name: p.Name})
+	// The creator holds the first grant, so the workspace is theirs to use
+	// and to share.
+	if cmd.Actor.ID != "" && cmd.Actor.Role != RoleAdmin {
+		e.emit(EvWorkspaceMemberAdded, WorkspaceMemberAdded{PrincipalID: cmd.Actor.ID, Role: RoleAdmin})
+	}
 	return e.events, nil
 }
 

@@ -37,11 +37,23 @@ type OutcomeLookup interface {
 	Outcome(ctx context.Context, commandID string) (*schemas.Result, error)
 }
 
+// GrantLookup tells a principal's role in a workspace ("" when none; known
+// false when the grants cannot be read now); *projections.Grants satisfies
+// it.
+type GrantLookup interface {
+	MemberRole(ctx context.Context, workspace, principal string) (role string, known bool, err error)
+	Provisional(workspace, principal, role string)
+}
+
 // Config configures the command API.
 type Config struct {
 	Log     CommandLog
 	Watcher OutcomeWatcher
 	Lookup  OutcomeLookup
+	// Grants lets the API refuse a command its principal may not send
+	// before it reaches the log; nil leaves it all to the decider, which
+	// checks every command anyway.
+	Grants GrantLookup
 	// Admission refuses commands with 429 before anything collapses; nil
 	// admits everything.
 	Admission *Admission
@@ -168,6 +180,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 			return
 		}
 	}
+	if err := a.authorize(r.Context(), p, s); err != nil {
+		httpapi.WriteError(w, r, a.cfg.Logger, err)
+		return
+	}
 	if keyed && a.cfg.Lookup != nil {
 		// A retry of a decided command gets its first outcome, without
 		// touching the log; the same key with another request, a refusal.
@@ -233,6 +249,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 		httpapi.WriteError(w, r, a.cfg.Logger, prob)
 		return
 	}
+	if s.typ == domain.CmdWorkspaceCreate && p.Role != auth.RoleAdmin && a.cfg.Grants != nil {
+		a.cfg.Grants.Provisional(s.workspaceID, p.ID, domain.RoleAdmin)
+	}
 	if outcome != nil {
 		if res, ok := a.await(r.Context(), cmdID, digest, outcome, wait); ok {
 			a.writeOutcome(w, r, s, res)
@@ -245,6 +264,37 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 	}
 	w.Header().Set("Location", "/v1/commands/"+cmdID)
 	httpapi.WriteJSON(w, http.StatusAccepted, body)
+}
+
+// authorize applies the decider's rule (domain.Authorize) from the grants
+// read model: no grant answers 404 exactly like an unknown workspace, a
+// grant whose roles do not allow the command 403. When the grants cannot be
+// read the command goes on: the decider is the authority.
+func (a *API) authorize(ctx context.Context, p auth.Principal, s submission) error {
+	if p.Role == auth.RoleAdmin {
+		return nil
+	}
+	if s.typ == domain.CmdWorkspaceCreate {
+		if !domain.MayCreateWorkspace(p.Role) {
+			return domain.ForbiddenError("a %s key may not create workspaces", p.Role)
+		}
+		return nil
+	}
+	if a.cfg.Grants == nil {
+		return nil
+	}
+	role, known, err := a.cfg.Grants.MemberRole(ctx, s.workspaceID, p.ID)
+	if err != nil || !known {
+		a.cfg.Logger.Warn("grants unreadable; the decider alone authorizes", "err", err)
+		return nil
+	}
+	switch domain.Authorize(p.Role, role, domain.CommandPermission(s.typ)) {
+	case domain.Hidden:
+		return domain.NotFound("workspace %q not found", s.workspaceID)
+	case domain.Forbidden:
+		return domain.ForbiddenError("a %s key with the %s role in workspace %q may not send %s", p.Role, role, s.workspaceID, s.typ)
+	}
+	return nil
 }
 
 // await waits for the outcome of the request with digest from the results

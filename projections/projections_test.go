@@ -215,6 +215,7 @@ func TestQueriesServeReadModels(t *testing.T) {
 	})
 
 	r := chi.NewRouter()
+	r.Use(asAdmin)
 	projections.NewQueries(e.pool, quiet).Routes(r)
 	srv := httptest.NewServer(r)
 	defer srv.Close()

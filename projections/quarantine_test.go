@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/projections"
 	"github.com/logbook-dev/logbook/schemas"
 )
@@ -54,10 +55,19 @@ func ev(typ, aggType, aggID string, version int64, payload any) domain.Event {
 
 func (e *env) queries() *httptest.Server {
 	r := chi.NewRouter()
+	r.Use(asAdmin)
 	projections.NewQueries(e.pool, quiet).Routes(r)
 	srv := httptest.NewServer(r)
 	e.t.Cleanup(srv.Close)
 	return srv
+}
+
+// asAdmin authenticates every request as an admin key, as the server's
+// auth middleware would.
+func asAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{ID: "root", Role: auth.RoleAdmin})))
+	})
 }
 
 func getJSON(t *testing.T, url string, out any) int {

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/internal/httpapi"
 	"github.com/logbook-dev/logbook/schemas"
 )
@@ -44,11 +45,45 @@ func NewQueries(pool *pgxpool.Pool, log *slog.Logger) *Queries {
 
 // Routes mounts the query routes on r (already authenticated).
 func (q *Queries) Routes(r chi.Router) {
-	r.Get("/v1/workspaces/{ws}", q.getWorkspace)
-	r.Get("/v1/workspaces/{ws}/tasks", q.listTasks)
-	r.Get("/v1/workspaces/{ws}/tasks/{task}", q.getTask)
-	r.Get("/v1/workspaces/{ws}/events", q.listEvents)
+	r.Get("/v1/workspaces/{ws}", q.guard(domain.PermRead, q.getWorkspace))
+	r.Get("/v1/workspaces/{ws}/tasks", q.guard(domain.PermRead, q.listTasks))
+	r.Get("/v1/workspaces/{ws}/tasks/{task}", q.guard(domain.PermRead, q.getTask))
+	r.Get("/v1/workspaces/{ws}/events", q.guard(domain.PermAudit, q.listEvents))
 	r.Get("/v1/commands/{id}", q.getCommand)
+}
+
+// guard lets a request through to a workspace route only when its
+// principal may p there. A principal without a grant gets what an unknown
+// workspace gets, from the same query: no answer tells them apart.
+func (q *Queries) guard(p domain.Permission, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pr, _ := auth.FromContext(r.Context())
+		if pr.Role == auth.RoleAdmin {
+			h(w, r)
+			return
+		}
+		ws, err := httpapi.PathID(r, "ws")
+		if err != nil {
+			q.fail(w, r, err)
+			return
+		}
+		ctx, cancel := queryCtx(r)
+		defer cancel()
+		var role string
+		err = q.pool.QueryRow(ctx, `SELECT role FROM members WHERE workspace_id = $1 AND principal_id = $2`, ws, pr.ID).Scan(&role)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			q.fail(w, r, err)
+			return
+		}
+		switch domain.Authorize(pr.Role, role, p) {
+		case domain.Hidden:
+			q.fail(w, r, notFound("workspace"))
+		case domain.Forbidden:
+			q.fail(w, r, domain.ForbiddenError("a %s key with the %s role in this workspace may not %s it", pr.Role, role, p))
+		default:
+			h(w, r)
+		}
+	}
 }
 
 // fail answers an error; an unreachable database is a 503, not a 500.
@@ -438,11 +473,11 @@ func (q *Queries) Outcome(ctx context.Context, id string) (*schemas.Result, erro
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var res schemas.Result
-	var code, reason, field, agg, digest *string
+	var code, reason, field, agg, digest, actor *string
 	var events []byte
-	err := q.pool.QueryRow(ctx, `SELECT id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest
+	err := q.pool.QueryRow(ctx, `SELECT id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest, actor_id
 		FROM commands WHERE id = $1`, id).Scan(&res.CommandID, &res.WorkspaceID, &res.CommandType, &res.Status,
-		&code, &reason, &field, &agg, &events, &res.DecidedAt, &digest)
+		&code, &reason, &field, &agg, &events, &res.DecidedAt, &digest, &actor)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -450,7 +485,7 @@ func (q *Queries) Outcome(ctx context.Context, id string) (*schemas.Result, erro
 		return nil, err
 	}
 	res.Code, res.Reason, res.Field, res.AggregateID = domain.Code(deref(code)), deref(reason), deref(field), deref(agg)
-	res.RequestDigest = deref(digest)
+	res.RequestDigest, res.ActorID = deref(digest), deref(actor)
 	if len(events) > 0 {
 		_ = json.Unmarshal(events, &res.Events)
 	}
@@ -467,6 +502,9 @@ func (q *Queries) getCommand(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		q.fail(w, r, err)
 		return
+	}
+	if p, _ := auth.FromContext(r.Context()); res != nil && p.Role != auth.RoleAdmin && res.ActorID != p.ID {
+		res = nil // another principal's command reads exactly like an unknown one
 	}
 	if res == nil {
 		// Accepted by the API but not decided yet (or never sent): the

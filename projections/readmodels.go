@@ -374,7 +374,7 @@ type Results struct{}
 // Apply implements Applier.
 func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record) error {
 	var ids, ws, types, statuses []string
-	var codes, reasons, fields, aggs, digests []*string
+	var codes, reasons, fields, aggs, digests, actors []*string
 	var events []string
 	var decided []time.Time
 	opt := func(s string) *string {
@@ -398,12 +398,13 @@ func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record
 		fields = append(fields, opt(res.Field))
 		aggs = append(aggs, opt(res.AggregateID))
 		digests = append(digests, opt(res.RequestDigest))
+		actors = append(actors, opt(res.ActorID))
 		events = append(events, string(ev))
 		decided = append(decided, res.DecidedAt)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO commands (id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest)
+	_, err := tx.Exec(ctx, `INSERT INTO commands (id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest, actor_id)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::jsonb[], $10::timestamptz[], $11::text[])
-		ON CONFLICT (id) DO NOTHING`, ids, ws, types, statuses, codes, reasons, fields, aggs, events, decided, digests)
+			$8::text[], $9::jsonb[], $10::timestamptz[], $11::text[], $12::text[])
+		ON CONFLICT (id) DO NOTHING`, ids, ws, types, statuses, codes, reasons, fields, aggs, events, decided, digests, actors)
 	return err
 }

@@ -37,6 +37,7 @@ func FuzzAcceptedCommandsRoundTrip(f *testing.F) {
 		f.Fatal(err)
 	}
 	r := chi.NewRouter()
+	r.Use(asAdmin)
 	projections.NewQueries(pool, quiet).Routes(r)
 	srv := httptest.NewServer(r)
 	f.Cleanup(srv.Close)

@@ -79,6 +79,10 @@ type Result struct {
 	// RequestDigest is the command's RequestDigest: it tells which request
 	// a result answers when one command id came with two requests.
 	RequestDigest string `json:"request_digest,omitempty"`
+	// ActorID is the principal that sent the command: the one caller,
+	// besides admins, its outcome is shown to. Empty in results written
+	// before it was recorded.
+	ActorID string `json:"actor_id,omitempty"`
 }
 
 // FieldIdempotencyKey is the field a CodeKeyReused rejection names.

@@ -34,7 +34,8 @@ func scenario(t *testing.T) []domain.Event {
 	)
 	run := func(typ string, payload any) {
 		t.Helper()
-		got, err := domain.Decide(s, domain.Command{ID: "c", Type: typ, WorkspaceID: ws, Payload: payload}, now)
+		got, err := domain.Decide(s, domain.Command{ID: "c", Type: typ, WorkspaceID: ws, Payload: payload,
+			Actor: domain.Actor{ID: "root", Role: domain.RoleAdmin}}, now)
 		if err != nil {
 			t.Fatalf("Decide(%s): %v", typ, err)
 		}

@@ -194,8 +194,8 @@ func (m *Main) Run(ctx context.Context) error {
 		goRun("lag", func(ctx context.Context) error { lag.Run(ctx, time.Second); return nil })
 		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
 		queries := projections.NewQueries(m.pool, m.Log)
-		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Admission: admission, Logger: m.Log,
-			Writable: m.health.kafkaOK.Load})
+		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),
+			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load})
 		srv := &http.Server{
 			Handler:           m.router(api, queries),
 			ReadHeaderTimeout: 5 * time.Second,

@@ -18,6 +18,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/internal/httpapi"
 	"github.com/logbook-dev/logbook/producers"
 	"github.com/logbook-dev/logbook/projections"
@@ -213,6 +214,7 @@ func TestOpenAPICommandExamples(t *testing.T) {
 		}
 
 		req := httptest.NewRequest(o.Method, target, bytes.NewReader(body))
+		req = req.WithContext(auth.WithPrincipal(req.Context(), auth.Principal{ID: "key_admin_1", Role: auth.RoleAdmin}))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Correlation-ID", "openapi-test")
 		rec := httptest.NewRecorder()

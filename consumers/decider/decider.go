@@ -369,7 +369,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 		return nil, nil
 	}
 	res := &schemas.Result{CommandID: env.ID, CommandType: env.Type, WorkspaceID: env.WorkspaceID, DecidedAt: schemas.Timestamp(now),
-		RequestDigest: env.RequestDigest}
+		RequestDigest: env.RequestDigest, ActorID: env.Actor.ID}
 	reject := func(err error) *schemas.Result {
 		res.Status = schemas.ResultRejected
 		var de *domain.Error
@@ -390,6 +390,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 			d.stats.Duplicates++
 			d.stats.mu.Unlock()
 			dup := prev.answer(env, res.DecidedAt)
+			dup.ActorID = env.Actor.ID
 			return &dup, nil
 		}
 	}

@@ -37,6 +37,7 @@ func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
 // problem codes too. Each code has one status, in statuses.
 const (
 	CodeNotFound             = string(domain.CodeNotFound)
+	CodeForbidden            = string(domain.CodeForbidden)
 	CodeConflict             = string(domain.CodeConflict)
 	CodeInvalid              = string(domain.CodeInvalid)
 	CodeKeyReused            = string(domain.CodeKeyReused)
@@ -60,6 +61,7 @@ const (
 
 var statuses = map[string]int{
 	CodeNotFound:             http.StatusNotFound,
+	CodeForbidden:            http.StatusForbidden,
 	CodeConflict:             http.StatusConflict,
 	CodeInvalid:              http.StatusUnprocessableEntity,
 	CodeKeyReused:            http.StatusUnprocessableEntity,
