@@ -84,7 +84,7 @@ func authorize(ws *Workspace, cmd Command) error {
 	case Hidden:
 		return NotFound("workspace %q not found", cmd.WorkspaceID)
 	case Forbidden:
-		return ForbiddenError("a %s key with the %s role in workspace %q may not send %s", cmd.Actor.Role, role, cmd.WorkspaceID, cmd.Type)
+		return ForbiddenError("key role %s with member role %s in workspace %q may not send %s", cmd.Actor.Role, role, cmd.WorkspaceID, cmd.Type)
 	}
 	return nil
 }

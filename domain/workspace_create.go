@@ -11,7 +11,7 @@ func decideWorkspaceCreate(s State, cmd Command, now time.Time) ([]Event, error)
 		return nil, err
 	}
 	if !MayCreateWorkspace(cmd.Actor.Role) {
-		return nil, ForbiddenError("a %s key may not create workspaces", cmd.Actor.Role)
+		return nil, ForbiddenError("key role %s may not create workspaces", cmd.Actor.Role)
 	}
 	// Erased workspaces keep their id: it is never reused.
 	if s.Workspace != nil {

@@ -276,7 +276,7 @@ func (a *API) authorize(ctx context.Context, p auth.Principal, s submission) err
 	}
 	if s.typ == domain.CmdWorkspaceCreate {
 		if !domain.MayCreateWorkspace(p.Role) {
-			return domain.ForbiddenError("a %s key may not create workspaces", p.Role)
+			return domain.ForbiddenError("key role %s may not create workspaces", p.Role)
 		}
 		return nil
 	}
@@ -292,7 +292,7 @@ func (a *API) authorize(ctx context.Context, p auth.Principal, s submission) err
 	case domain.Hidden:
 		return domain.NotFound("workspace %q not found", s.workspaceID)
 	case domain.Forbidden:
-		return domain.ForbiddenError("a %s key with the %s role in workspace %q may not send %s", p.Role, role, s.workspaceID, s.typ)
+		return domain.ForbiddenError("key role %s with member role %s in workspace %q may not send %s", p.Role, role, s.workspaceID, s.typ)
 	}
 	return nil
 }

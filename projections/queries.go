@@ -79,7 +79,7 @@ func (q *Queries) guard(p domain.Permission, h http.HandlerFunc) http.HandlerFun
 		case domain.Hidden:
 			q.fail(w, r, notFound("workspace"))
 		case domain.Forbidden:
-			q.fail(w, r, domain.ForbiddenError("a %s key with the %s role in this workspace may not %s it", pr.Role, role, p))
+			q.fail(w, r, domain.ForbiddenError("key role %s with member role %s in this workspace may not %s it", pr.Role, role, p))
 		default:
 			h(w, r)
 		}
