@@ -173,7 +173,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	defer cl.Close()
 	for actor, code := range map[domain.Actor]string{
-		{ID: "mallory", Role: domain.RoleWriter}:  "not_found", // no grant at all
+		{ID: "mallory", Role: domain.RoleWriter}: "not_found", // no grant at all
 		{ID: reader.id, Role: domain.RoleWriter}: "forbidden", // a reader member claiming a writer key
 	} {
 		env, err := schemas.EncodeCommand(domain.Command{ID: uuid.NewString(), Type: domain.CmdTaskCreate, WorkspaceID: wsA,
