@@ -45,6 +45,9 @@ func baseConfig() (Config, error) {
 		AdminKey:    auth.Secret(env("LOGBOOK_ADMIN_KEY", "")),
 		Roles:       splitList(env("LOGBOOK_ROLES", "api,decider,projector")),
 	}
+	if err := auth.CheckAdminKey(c.AdminKey); err != nil {
+		return c, err
+	}
 	c.Kafka.Brokers = splitList(env("LOGBOOK_KAFKA_BROKERS", ""))
 	c.Kafka.Prefix = env("LOGBOOK_TOPIC_PREFIX", "logbook.")
 	if p := env("LOGBOOK_PARTITIONS", ""); p != "" {

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestDevSyncWritesSetting(t *testing.T) {
 	for _, tc := range []struct {
@@ -16,5 +19,16 @@ func TestDevSyncWritesSetting(t *testing.T) {
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("LOGBOOK_DEV_SYNC_WRITES=%q: got %v, %v; want %v, ok %v", tc.value, got, err, tc.want, tc.ok)
 		}
+	}
+}
+
+func TestShortAdminKeyIsRefusedAtStart(t *testing.T) {
+	t.Setenv("LOGBOOK_ADMIN_KEY", "only-twenty-one-chars")
+	if _, err := baseConfig(); err == nil || !strings.Contains(err.Error(), "at least 32") {
+		t.Fatalf("a 21-character admin key: %v", err)
+	}
+	t.Setenv("LOGBOOK_ADMIN_KEY", strings.Repeat("k", 32))
+	if _, err := baseConfig(); err != nil {
+		t.Fatalf("a 32-character admin key: %v", err)
 	}
 }

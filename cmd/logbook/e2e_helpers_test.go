@@ -246,7 +246,7 @@ func parallel(n, workers int, fn func(i int)) {
 	wg.Wait()
 }
 
-const testKey = "lbk_test-admin-key-0123456789"
+const testKey = "lbk_test-admin-key-0123456789abcdefghijkl"
 
 // serveEnv is the environment of a `logbook serve` process on the given
 // broker and database; extra entries override.

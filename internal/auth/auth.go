@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -97,13 +96,26 @@ func NewKey() Secret {
 
 func hash(key string) [32]byte { return sha256.Sum256([]byte(key)) }
 
+// MinAdminKeyLen is the shortest LOGBOOK_ADMIN_KEY accepted: 32 characters,
+// so a random one carries at least the 256 bits of a generated key.
+const MinAdminKeyLen = 32
+
+// CheckAdminKey refuses a given bootstrap admin key that is too short to be
+// a random secret; an empty one means "generate it".
+func CheckAdminKey(k Secret) error {
+	if k != "" && len(k) < MinAdminKeyLen {
+		return fmt.Errorf("LOGBOOK_ADMIN_KEY is %d characters; it must be at least %d, random (for example: openssl rand -base64 32)", len(k), MinAdminKeyLen)
+	}
+	return nil
+}
+
 // Bootstrap makes sure an admin key exists. A given key (LOGBOOK_ADMIN_KEY)
 // is registered as the bootstrap admin; otherwise, when no admin key exists
 // yet, one is generated and returned so the caller can show it once.
 func (k *Keys) Bootstrap(ctx context.Context, given Secret) (generated Secret, err error) {
 	if given != "" {
-		if len(given) < 16 {
-			return "", errors.New("auth: the admin key must be at least 16 characters")
+		if err := CheckAdminKey(given); err != nil {
+			return "", err
 		}
 		h := hash(given.Reveal())
 		_, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ('bootstrap-admin', $1, 'admin')
