@@ -45,6 +45,7 @@ func NewQueries(pool *pgxpool.Pool, log *slog.Logger) *Queries {
 
 // Routes mounts the query routes on r (already authenticated).
 func (q *Queries) Routes(r chi.Router) {
+	r.Get("/v1/workspaces", q.listWorkspaces)
 	r.Get("/v1/workspaces/{ws}", q.guard(domain.PermRead, q.getWorkspace))
 	r.Get("/v1/workspaces/{ws}/tasks", q.guard(domain.PermRead, q.listTasks))
 	r.Get("/v1/workspaces/{ws}/tasks/{task}", q.guard(domain.PermRead, q.getTask))
@@ -386,6 +387,68 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 	if len(tasks) > limit {
 		page.Tasks = tasks[:limit]
 		page.NextCursor = tasks[limit-1].ID
+	}
+	httpapi.WriteJSON(w, http.StatusOK, page)
+}
+
+// WorkspaceSummary is a workspace as GET /v1/workspaces lists it.
+type WorkspaceSummary struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	// Role is the caller's membership role; absent for an admin key that
+	// is no member.
+	Role      string    `json:"role,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// WorkspacePage is a page of GET /v1/workspaces.
+type WorkspacePage struct {
+	Workspaces []WorkspaceSummary `json:"workspaces"`
+	// NextCursor is the cursor of the next page; absent on the last.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// listWorkspaces pages the caller's workspaces (every one, for an admin
+// key) by id; erased workspaces are gone as far as callers can tell.
+func (q *Queries) listWorkspaces(w http.ResponseWriter, r *http.Request) {
+	limit, err := pageSize(r)
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	cursor, _, err := queryParam(r, "cursor")
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	if cursor != "" {
+		if _, err := uuid.Parse(cursor); err != nil {
+			q.fail(w, r, domain.Invalid("cursor", "malformed cursor"))
+			return
+		}
+	}
+	pr, _ := auth.FromContext(r.Context())
+	ctx, cancel := queryCtx(r)
+	defer cancel()
+	spaces, err := collect(ctx, q.pool, `SELECT w.id, w.name, w.status, coalesce(m.role, ''), w.created_at
+		FROM workspaces w LEFT JOIN members m ON m.workspace_id = w.id AND m.principal_id = $1
+		WHERE ($2 OR m.principal_id IS NOT NULL) AND w.status <> 'erased' AND w.id > $3
+		ORDER BY w.id LIMIT $4`,
+		[]any{pr.ID, pr.Role == auth.RoleAdmin, cursor, limit + 1}, func(row pgx.Rows) (WorkspaceSummary, error) {
+			var v WorkspaceSummary
+			err := row.Scan(&v.ID, &v.Name, &v.Status, &v.Role, &v.CreatedAt)
+			v.Name = fromDBText(v.Name)
+			return v, err
+		})
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	page := WorkspacePage{Workspaces: spaces}
+	if len(spaces) > limit {
+		page.Workspaces = spaces[:limit]
+		page.NextCursor = spaces[limit-1].ID
 	}
 	httpapi.WriteJSON(w, http.StatusOK, page)
 }

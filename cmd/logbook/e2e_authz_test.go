@@ -41,11 +41,13 @@ var routeNeeds = map[string]domain.Permission{
 	"GET /v1/workspaces/{ws}/tasks/{task}":           domain.PermRead,
 	"GET /v1/workspaces/{ws}/events":                 domain.PermAudit,
 	"GET /v1/commands/{id}":                          permSender,
+	"GET /v1/workspaces":                             permList,
 }
 
 const (
 	permCreate domain.Permission = "create workspaces"
 	permSender domain.Permission = "be the sender"
+	permList   domain.Permission = "list own workspaces"
 )
 
 // principal is one key of the matrix and its grant in workspace A.
@@ -129,6 +131,34 @@ func TestAuthorizationMatrix(t *testing.T) {
 					}
 					if !shown && (r.str("type") != "" || r.str("workspace_id") != "") {
 						t.Errorf("%s: an outcome it may not see tells something: %s", where, r.Raw)
+					}
+					continue
+				}
+				if need == permList {
+					listed := map[string]string{}
+					page := pr.c.must(200, method, target+"?limit=500", nil)
+					items, _ := page.Body["workspaces"].([]any)
+					for _, it := range items {
+						m, _ := it.(map[string]any)
+						id, _ := m["id"].(string)
+						role, _ := m["role"].(string)
+						listed[id] = role
+					}
+					roleA, inA := listed[wsA]
+					_, inB := listed[wsB]
+					isAdmin := pr.keyRole == domain.RoleAdmin
+					if !inA || roleA != pr.memberRole || inB != isAdmin {
+						t.Errorf("%s: listed %v, want workspace A (role %q) and B only for admins", where, listed, pr.memberRole)
+					}
+					if isAdmin && own { // pages: one workspace each, in order, no repeats
+						first := pr.c.must(200, method, target+"?limit=1", nil)
+						next := first.str("next_cursor")
+						second := pr.c.must(200, method, target+"?limit=1&cursor="+next, nil)
+						a, _ := first.Body["workspaces"].([]any)
+						b, _ := second.Body["workspaces"].([]any)
+						if next == "" || len(a) != 1 || len(b) != 1 || a[0].(map[string]any)["id"] == b[0].(map[string]any)["id"] {
+							t.Errorf("%s: pages of one: %s then %s", where, first.Raw, second.Raw)
+						}
 					}
 					continue
 				}

@@ -115,8 +115,8 @@ func TestMethodNotAllowedListsAllow(t *testing.T) {
 	p := startDev(t, t.TempDir())
 	c := newClient(t, p.URL, p.Key)
 	r := c.must(405, "DELETE", "/v1/workspaces", nil)
-	if got := r.Header.Get("Allow"); got != "POST" {
-		t.Fatalf("Allow %q, want POST", got)
+	if got := r.Header.Get("Allow"); got != "GET, POST" {
+		t.Fatalf("Allow %q, want GET, POST", got)
 	}
 	r = c.must(405, "PATCH", "/v1/workspaces/"+"00000000-0000-0000-0000-000000000000", nil)
 	if got := r.Header.Get("Allow"); got != "GET" {
