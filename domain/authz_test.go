@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/logbook-dev/logbook/domain"
@@ -120,5 +121,19 @@ func TestDeciderAuthorizesEveryCommand(t *testing.T) {
 	// The global admin key acts everywhere, without a grant.
 	if _, _, err := decide(t, s, as(command(domain.CmdTaskCreate, task), "root", domain.RoleAdmin)); err != nil {
 		t.Fatalf("admin key: %v", err)
+	}
+}
+
+// A command written past the API may carry any actor: the creator's id
+// must be one a member may have, and a role is quoted, never copied raw
+// into the outcome's reason.
+func TestCraftedActorsAreRefusedSafely(t *testing.T) {
+	create := command(domain.CmdWorkspaceCreate, domain.WorkspaceCreateCmd{Name: "team"})
+	if _, _, err := decide(t, domain.State{}, as(create, " ", domain.RoleWriter)); domain.ErrorCode(err) != domain.CodeInvalid {
+		t.Fatalf("blank creator id: %v", err)
+	}
+	_, _, err := decide(t, domain.State{}, as(create, "x", "admin\x00"))
+	if domain.ErrorCode(err) != domain.CodeForbidden || strings.ContainsRune(err.Error(), 0) {
+		t.Fatalf("a role with NUL: %q", err)
 	}
 }

@@ -10,8 +10,14 @@ func decideWorkspaceCreate(s State, cmd Command, now time.Time) ([]Event, error)
 	if err := checkWorkspaceID(cmd); err != nil {
 		return nil, err
 	}
-	if !MayCreateWorkspace(cmd.Actor.Role) {
-		return nil, ForbiddenError("key role %s may not create workspaces", cmd.Actor.Role)
+	if err := AuthorizeCommand(cmd.Actor, "", cmd.Type, cmd.WorkspaceID); err != nil {
+		return nil, err
+	}
+	// The creator's id becomes a member's: it must be one a member may have.
+	if cmd.Actor.Role != RoleAdmin {
+		if err := checkID("actor.id", cmd.Actor.ID); err != nil {
+			return nil, err
+		}
 	}
 	// Erased workspaces keep their id: it is never reused.
 	if s.Workspace != nil {
@@ -28,7 +34,7 @@ func decideWorkspaceCreate(s State, cmd Command, now time.Time) ([]Event, error)
 	e.emit(EvWorkspaceCreated, WorkspaceCreated{Name: p.Name})
 	// The creator holds the first grant, so the workspace is theirs to use
 	// and to share.
-	if cmd.Actor.ID != "" && cmd.Actor.Role != RoleAdmin {
+	if cmd.Actor.Role != RoleAdmin {
 		e.emit(EvWorkspaceMemberAdded, WorkspaceMemberAdded{PrincipalID: cmd.Actor.ID, Role: RoleAdmin})
 	}
 	return e.events, nil

@@ -271,14 +271,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 // grant whose roles do not allow the command 403. When the grants cannot be
 // read the command goes on: the decider is the authority.
 func (a *API) authorize(ctx context.Context, p auth.Principal, s submission) error {
-	if p.Role == auth.RoleAdmin {
-		return nil
-	}
-	if s.typ == domain.CmdWorkspaceCreate {
-		if !domain.MayCreateWorkspace(p.Role) {
-			return domain.ForbiddenError("key role %s may not create workspaces", p.Role)
-		}
-		return nil
+	actor := domain.Actor{ID: p.ID, Role: p.Role}
+	if p.Role == auth.RoleAdmin || s.typ == domain.CmdWorkspaceCreate {
+		return domain.AuthorizeCommand(actor, "", s.typ, s.workspaceID)
 	}
 	if a.cfg.Grants == nil {
 		return nil
@@ -288,13 +283,7 @@ func (a *API) authorize(ctx context.Context, p auth.Principal, s submission) err
 		a.cfg.Logger.Warn("grants unreadable; the decider alone authorizes", "err", err)
 		return nil
 	}
-	switch domain.Authorize(p.Role, role, domain.CommandPermission(s.typ)) {
-	case domain.Hidden:
-		return domain.NotFound("workspace %q not found", s.workspaceID)
-	case domain.Forbidden:
-		return domain.ForbiddenError("key role %s with member role %s in workspace %q may not send %s", p.Role, role, s.workspaceID, s.typ)
-	}
-	return nil
+	return domain.AuthorizeCommand(actor, role, s.typ, s.workspaceID)
 }
 
 // await waits for the outcome of the request with digest from the results
