@@ -19,7 +19,8 @@ import (
 // The commands read model keeps the first outcome of a command id with its
 // request digest; the refusal of a reused key, written later under the
 // same id, never replaces it; an outcome written before digests existed
-// (the golden record) reads back without one.
+// (the golden record) reads back without one, and without a sender (so only
+// admins see it).
 func TestCommandsKeepTheFirstOutcomeWithItsDigest(t *testing.T) {
 	e := setup(t)
 	e.projector("command_results")
@@ -31,7 +32,7 @@ func TestCommandsKeepTheFirstOutcomeWithItsDigest(t *testing.T) {
 	d1, d2 := strings.Repeat("a1", 32), strings.Repeat("b2", 32)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	first := schemas.Result{CommandID: id, CommandType: domain.CmdTaskCreate, WorkspaceID: ws, Status: schemas.ResultAccepted,
-		AggregateID: "t-1", Events: []schemas.EventRef{{ID: newID(), Seq: 2, Type: domain.EvTaskCreated}}, DecidedAt: now, RequestDigest: d1}
+		AggregateID: "t-1", Events: []schemas.EventRef{{ID: newID(), Seq: 2, Type: domain.EvTaskCreated}}, DecidedAt: now, RequestDigest: d1, ActorID: "alice"}
 	reused := schemas.KeyReused(id, domain.CmdTaskCreate, ws, d2, now.Add(time.Second))
 	sentinel := schemas.Result{CommandID: last, CommandType: domain.CmdTaskCreate, WorkspaceID: ws, Status: schemas.ResultAccepted, DecidedAt: now}
 	values := [][]byte{bytes.TrimSpace(old)}
@@ -52,13 +53,13 @@ func TestCommandsKeepTheFirstOutcomeWithItsDigest(t *testing.T) {
 	if err != nil || got == nil {
 		t.Fatalf("outcome: %v %v", got, err)
 	}
-	if got.Status != schemas.ResultAccepted || got.RequestDigest != d1 || got.AggregateID != "t-1" || len(got.Events) != 1 {
+	if got.Status != schemas.ResultAccepted || got.RequestDigest != d1 || got.AggregateID != "t-1" || len(got.Events) != 1 || got.ActorID != "alice" {
 		t.Fatalf("want the first outcome with its digest, got %+v", got)
 	}
 	var golden schemas.Result
 	_ = json.Unmarshal(old, &golden)
 	got, err = q.Outcome(context.Background(), golden.CommandID)
-	if err != nil || got == nil || got.Status != schemas.ResultAccepted || got.RequestDigest != "" ||
+	if err != nil || got == nil || got.Status != schemas.ResultAccepted || got.RequestDigest != "" || got.ActorID != "" ||
 		got.AggregateID != golden.AggregateID || len(got.Events) != 1 || !got.DecidedAt.Equal(golden.DecidedAt) {
 		t.Fatalf("outcome recorded before digests read as %+v (%v)", got, err)
 	}

@@ -54,10 +54,7 @@ func (g *Grants) MemberRole(ctx context.Context, workspace, principal string) (r
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	err = g.pool.QueryRow(ctx, `SELECT role FROM members WHERE workspace_id = $1 AND principal_id = $2`, workspace, principal).Scan(&role)
-	if errors.Is(err, pgx.ErrNoRows) {
-		role, err = "", nil
-	}
+	role, err = memberRole(ctx, g.pool, workspace, principal)
 	if err != nil {
 		if ok {
 			return e.role, true, nil // stale beats nothing while Postgres is away
@@ -66,6 +63,17 @@ func (g *Grants) MemberRole(ctx context.Context, workspace, principal string) (r
 	}
 	g.put(k, grantEntry{role: role, expires: now.Add(grantTTL)})
 	return role, true, nil
+}
+
+// memberRole reads a principal's role in a workspace from the members read
+// model, "" when it is no member.
+func memberRole(ctx context.Context, pool *pgxpool.Pool, workspace, principal string) (string, error) {
+	var role string
+	err := pool.QueryRow(ctx, `SELECT role FROM members WHERE workspace_id = $1 AND principal_id = $2`, workspace, principal).Scan(&role)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return role, err
 }
 
 // Provisional records a grant this instance saw being asked for (the

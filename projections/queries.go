@@ -70,9 +70,8 @@ func (q *Queries) guard(p domain.Permission, h http.HandlerFunc) http.HandlerFun
 		}
 		ctx, cancel := queryCtx(r)
 		defer cancel()
-		var role string
-		err = q.pool.QueryRow(ctx, `SELECT role FROM members WHERE workspace_id = $1 AND principal_id = $2`, ws, pr.ID).Scan(&role)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		role, err := memberRole(ctx, q.pool, ws, pr.ID)
+		if err != nil {
 			q.fail(w, r, err)
 			return
 		}
@@ -311,6 +310,18 @@ func queryParam(r *http.Request, name string) (string, bool, error) {
 	return vs[0], true, nil
 }
 
+// cursorParam reads ?cursor=, the last id of the previous page (a UUID),
+// "" for the first page.
+func cursorParam(r *http.Request) (string, error) {
+	cursor, _, err := queryParam(r, "cursor")
+	if err == nil && cursor != "" {
+		if _, perr := uuid.Parse(cursor); perr != nil {
+			err = domain.Invalid("cursor", "malformed cursor")
+		}
+	}
+	return cursor, err
+}
+
 // pageSize reads ?limit=, 1..MaxPageSize.
 func pageSize(r *http.Request) (int, error) {
 	s, ok, err := queryParam(r, "limit")
@@ -353,16 +364,10 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, domain.Invalid("status", "unknown task status %q", httpapi.Truncate(status)))
 		return
 	}
-	cursor, _, err := queryParam(r, "cursor")
+	cursor, err := cursorParam(r)
 	if err != nil {
 		q.fail(w, r, err)
 		return
-	}
-	if cursor != "" {
-		if _, err := uuid.Parse(cursor); err != nil {
-			q.fail(w, r, domain.Invalid("cursor", "malformed cursor"))
-			return
-		}
 	}
 	ctx, cancel := queryCtx(r)
 	defer cancel()
@@ -417,16 +422,10 @@ func (q *Queries) listWorkspaces(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	cursor, _, err := queryParam(r, "cursor")
+	cursor, err := cursorParam(r)
 	if err != nil {
 		q.fail(w, r, err)
 		return
-	}
-	if cursor != "" {
-		if _, err := uuid.Parse(cursor); err != nil {
-			q.fail(w, r, domain.Invalid("cursor", "malformed cursor"))
-			return
-		}
 	}
 	pr, _ := auth.FromContext(r.Context())
 	ctx, cancel := queryCtx(r)
