@@ -75,7 +75,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
-	t := &tracker{c: c, j: j, log: cfg.Logger, open: map[int64]*commitEntry{}}
+	t := &tracker{c: c, j: j, log: cfg.Logger, open: map[int64]*openTxn{}}
 	c.ControlKey(int16(kmsg.Produce), t.produce)
 	c.ControlKey(int16(kmsg.TxnOffsetCommit), t.offsetCommit)
 	c.ControlKey(int16(kmsg.EndTxn), t.endTxn)
@@ -105,8 +105,14 @@ type tracker struct {
 	log *slog.Logger
 
 	mu   sync.Mutex
-	open map[int64]*commitEntry // by producer id
-	seen map[int64]map[partKey]bool
+	open map[int64]*openTxn // by producer id
+}
+
+// openTxn is a transaction being built: its journal entry so far and the
+// partitions already in it.
+type openTxn struct {
+	commitEntry
+	seen map[partKey]bool
 }
 
 type partKey struct {
@@ -116,22 +122,17 @@ type partKey struct {
 
 // txn returns the open transaction of a producer, starting it when the
 // epoch moved on (a commit or abort bumps it).
-func (t *tracker) txn(txnID string, pid int64, epoch int16) *commitEntry {
+func (t *tracker) txn(txnID string, pid int64, epoch int16) *openTxn {
 	e := t.open[pid]
 	if e == nil || e.Epoch != epoch {
 		if len(t.open) >= maxOpen {
 			for id := range t.open {
 				delete(t.open, id)
-				delete(t.seen, id)
 				break
 			}
 		}
-		e = &commitEntry{TxnID: txnID, PID: pid, Epoch: epoch}
+		e = &openTxn{commitEntry: commitEntry{TxnID: txnID, PID: pid, Epoch: epoch}, seen: map[partKey]bool{}}
 		t.open[pid] = e
-		if t.seen == nil {
-			t.seen = map[int64]map[partKey]bool{}
-		}
-		t.seen[pid] = map[partKey]bool{}
 	}
 	return e
 }
@@ -158,14 +159,14 @@ func (t *tracker) produce(req kmsg.Request) (kmsg.Response, error, bool) {
 			}
 			e := t.txn(*r.TransactionID, b.ProducerID, b.ProducerEpoch)
 			k := partKey{topic, rp.Partition}
-			if t.seen[b.ProducerID][k] {
+			if e.seen[k] {
 				continue
 			}
 			info := t.c.PartitionInfo(topic, rp.Partition)
 			if info == nil {
 				continue
 			}
-			t.seen[b.ProducerID][k] = true
+			e.seen[k] = true
 			e.Parts = append(e.Parts, txnPart{Topic: topic, Partition: rp.Partition, From: info.HighWatermark})
 		}
 	}
@@ -226,7 +227,7 @@ func (t *tracker) endTxn(req kmsg.Request) (kmsg.Response, error, bool) {
 		return nil, nil, false
 	}
 	if r.Commit && len(e.Parts)+len(e.Offsets) > 0 {
-		if err := t.j.append(*e); err != nil {
+		if err := t.j.append(e.commitEntry); err != nil {
 			t.log.Error("embedded kafka: transaction journal not written; commit refused for a retry", "err", err)
 			resp := r.ResponseKind().(*kmsg.EndTxnResponse)
 			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
@@ -235,6 +236,5 @@ func (t *tracker) endTxn(req kmsg.Request) (kmsg.Response, error, bool) {
 		}
 	}
 	delete(t.open, r.ProducerID)
-	delete(t.seen, r.ProducerID)
 	return nil, nil, false
 }
