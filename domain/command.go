@@ -38,6 +38,8 @@ const (
 	CmdTaskRetry              = "task.retry"
 	CmdTaskComplete           = "task.complete"
 	CmdTaskCancel             = "task.cancel"
+	CmdKeyIssue               = "key.issue"
+	CmdKeyRevoke              = "key.revoke"
 )
 
 // Field limits, enforced by Decide (and earlier by the HTTP layer).
@@ -154,6 +156,19 @@ type TaskCancelCmd struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// KeyIssueCmd issues a key. Hash is the SHA-256 of the key, in hex: the key
+// itself never enters the log.
+type KeyIssueCmd struct {
+	KeyID string `json:"key_id"`
+	Role  string `json:"role"`
+	Label string `json:"label,omitempty"`
+	Hash  string `json:"hash"`
+}
+
+type KeyRevokeCmd struct {
+	KeyID string `json:"key_id"`
+}
+
 // TaskTarget is implemented by payloads of commands aimed at one task.
 type TaskTarget interface{ TargetTask() string }
 
@@ -198,6 +213,10 @@ func NewCommandPayload(typ string) any {
 		return &TaskFailAttemptCmd{}
 	case CmdTaskRetry:
 		return &TaskRetryCmd{}
+	case CmdKeyIssue:
+		return &KeyIssueCmd{}
+	case CmdKeyRevoke:
+		return &KeyRevokeCmd{}
 	case CmdTaskComplete:
 		return &TaskCompleteCmd{}
 	case CmdTaskCancel:

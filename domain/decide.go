@@ -58,6 +58,8 @@ var useCases = map[string]useCase{
 	CmdTaskRetry:              taskUseCase(taskRetry),
 	CmdTaskComplete:           taskUseCase(taskComplete),
 	CmdTaskCancel:             taskUseCase(taskCancel),
+	CmdKeyIssue:               keyUseCase(keyIssue),
+	CmdKeyRevoke:              keyUseCase(keyRevoke),
 }
 
 // payload is implemented by every command payload type P. validate makes the

@@ -43,6 +43,8 @@ const (
 	EvTaskRetried              = "task.retried"
 	EvTaskCompleted            = "task.completed"
 	EvTaskCancelled            = "task.cancelled"
+	EvKeyIssued                = "key.issued"
+	EvKeyRevoked               = "key.revoked"
 )
 
 // EventVersion is the schema version of every event type decided today.
@@ -55,6 +57,7 @@ var EventTypes = []string{
 	EvWorkspaceAIPolicySet, EvWorkspaceErased,
 	EvTaskCreated, EvTaskAssigned, EvTaskAttemptStarted, EvTaskResultRecorded,
 	EvTaskAttemptFailed, EvTaskRetried, EvTaskCompleted, EvTaskCancelled,
+	EvKeyIssued, EvKeyRevoked,
 }
 
 type WorkspaceCreated struct {
@@ -139,6 +142,17 @@ type TaskCancelled struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+type KeyIssued struct {
+	KeyID string `json:"key_id"`
+	Role  string `json:"role"`
+	Label string `json:"label,omitempty"`
+	Hash  string `json:"hash"`
+}
+
+type KeyRevoked struct {
+	KeyID string `json:"key_id"`
+}
+
 // NewEventPayload returns a pointer to a zero payload for an event type, for
 // decoding, or nil for an unknown type.
 func NewEventPayload(typ string) any {
@@ -175,6 +189,10 @@ func NewEventPayload(typ string) any {
 		return &TaskCompleted{}
 	case EvTaskCancelled:
 		return &TaskCancelled{}
+	case EvKeyIssued:
+		return &KeyIssued{}
+	case EvKeyRevoked:
+		return &KeyRevoked{}
 	}
 	return nil
 }

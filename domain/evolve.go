@@ -115,6 +115,16 @@ func Evolve(s State, e Event) State {
 		return evolveTask(s, e, false, func(t *Task, _ TaskCancelled) {
 			t.Status = TaskStatusCancelled
 		})
+	case EvKeyIssued:
+		return evolveKey(s, e, true, func(k *Key, p KeyIssued) {
+			*k = Key{ID: e.Aggregate.ID, Role: p.Role, Label: p.Label, Hash: p.Hash, Status: KeyStatusActive,
+				IssuedAt: e.OccurredAt}
+		})
+	case EvKeyRevoked:
+		return evolveKey(s, e, false, func(k *Key, _ KeyRevoked) {
+			k.Status = KeyStatusRevoked
+			k.RevokedAt = e.OccurredAt
+		})
 	}
 	return s
 }

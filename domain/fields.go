@@ -13,6 +13,9 @@ const MaxIDLen = 200
 // workspace.create needs it: a workspace with a bad id never exists, so
 // Decide answers any other command naming one with NotFound.
 func checkWorkspaceID(cmd Command) error {
+	if cmd.WorkspaceID == KeyRegistry {
+		return Invalid("workspace_id", "%q is reserved for keys", KeyRegistry)
+	}
 	return checkID("workspace_id", cmd.WorkspaceID)
 }
 

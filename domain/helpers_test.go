@@ -69,6 +69,12 @@ func decide(t *testing.T, s domain.State, c domain.Command) (domain.State, []dom
 			ref.Version = s.Task.Version
 		}
 	}
+	if strings.HasPrefix(c.Type, "key.") {
+		ref = domain.AggregateRef{Type: domain.AggregateKey, ID: c.Payload.(domain.KeyTarget).TargetKey()}
+		if s.Key != nil {
+			ref.Version = s.Key.Version
+		}
+	}
 	for i, e := range events {
 		ref.Version++
 		if e.Aggregate != ref {
@@ -95,9 +101,14 @@ func decide(t *testing.T, s domain.State, c domain.Command) (domain.State, []dom
 		}
 		s = next
 	}
-	got := s.Workspace.Version
-	if ref.Type == domain.AggregateTask {
+	var got int64
+	switch ref.Type {
+	case domain.AggregateWorkspace:
+		got = s.Workspace.Version
+	case domain.AggregateTask:
 		got = s.Task.Version
+	case domain.AggregateKey:
+		got = s.Key.Version
 	}
 	if got != ref.Version {
 		t.Errorf("after %s the %s is at version %d, want %d", c.Type, ref.Type, got, ref.Version)
@@ -163,6 +174,10 @@ func cloneState(s domain.State) domain.State {
 	if s.Task != nil {
 		t := *s.Task
 		s.Task = &t
+	}
+	if s.Key != nil {
+		k := *s.Key
+		s.Key = &k
 	}
 	return s
 }

@@ -68,9 +68,10 @@ type Task struct {
 }
 
 // State is what Decide needs to judge one command: the workspace (nil when it
-// does not exist) and, for task commands, the target task (nil when it does
-// not exist).
+// does not exist) and, for task commands, the target task, for key commands
+// the target key (nil when it does not exist).
 type State struct {
 	Workspace *Workspace
 	Task      *Task
+	Key       *Key
 }

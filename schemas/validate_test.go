@@ -32,9 +32,10 @@ func scenario(t *testing.T) []domain.Event {
 		s      domain.State
 		events []domain.Event
 	)
+	stream := ws
 	run := func(typ string, payload any) {
 		t.Helper()
-		got, err := domain.Decide(s, domain.Command{ID: "c", Type: typ, WorkspaceID: ws, Payload: payload,
+		got, err := domain.Decide(s, domain.Command{ID: "c", Type: typ, WorkspaceID: stream, Payload: payload,
 			Actor: domain.Actor{ID: "root", Role: domain.RoleAdmin}}, now)
 		if err != nil {
 			t.Fatalf("Decide(%s): %v", typ, err)
@@ -97,6 +98,13 @@ func scenario(t *testing.T) []domain.Event {
 
 	run(domain.CmdWorkspaceArchive, &domain.WorkspaceArchiveCmd{})
 	run(domain.CmdWorkspaceErase, &domain.WorkspaceEraseCmd{})
+
+	// A key issued with the longest label, and revoked.
+	stream, s = domain.KeyRegistry, domain.State{}
+	run(domain.CmdKeyIssue, &domain.KeyIssueCmd{KeyID: long(domain.MaxIDLen), Role: domain.RoleAuditor,
+		Label: long(domain.MaxLabelLen), Hash: strings.Repeat("0f", 32)})
+	run(domain.CmdKeyRevoke, &domain.KeyRevokeCmd{KeyID: long(domain.MaxIDLen)})
+	run(domain.CmdKeyIssue, &domain.KeyIssueCmd{KeyID: "k2", Role: domain.RoleAdmin, Hash: strings.Repeat("a1", 32)})
 	return events
 }
 

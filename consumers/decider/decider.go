@@ -288,25 +288,26 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 			produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: fp.Partition, Key: []byte(keyOffset), Value: next})
 		}
 	})
-	for id, w := range b.workspaces {
-		val, err := encodeWorkspace(*w)
+	state := func(key string, val []byte, err error) {
 		if err != nil {
 			prodMu.Lock()
 			prodErr = errors.Join(prodErr, err)
 			prodMu.Unlock()
-			continue
+			return
 		}
-		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[keyWorkspace+id], Key: []byte(keyWorkspace + id), Value: val})
+		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[key], Key: []byte(key), Value: val})
+	}
+	for id, w := range b.workspaces {
+		val, err := encodeWorkspace(*w)
+		state(keyWorkspace+id, val, err)
 	}
 	for id, t := range b.tasks {
 		val, err := encodeTask(t)
-		if err != nil {
-			prodMu.Lock()
-			prodErr = errors.Join(prodErr, err)
-			prodMu.Unlock()
-			continue
-		}
-		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[keyTask+id], Key: []byte(keyTask + id), Value: val})
+		state(keyTask+id, val, err)
+	}
+	for id, k := range b.keys {
+		val, err := encodeKey(k)
+		state(keyKey+id, val, err)
 	}
 
 	try := kgo.TryCommit
@@ -402,11 +403,17 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	if ws != nil {
 		state.Workspace = ws.Workspace
 	}
-	taskID := ""
+	taskID, keyID := "", ""
 	if tt, ok := cmd.Payload.(domain.TaskTarget); ok {
 		taskID = tt.TargetTask()
 		if taskID != "" {
 			state.Task = b.task(p, taskID)
+		}
+	}
+	if kt, ok := cmd.Payload.(domain.KeyTarget); ok && env.WorkspaceID == domain.KeyRegistry {
+		keyID = kt.TargetKey()
+		if keyID != "" {
+			state.Key = b.key(p, keyID)
 		}
 	}
 	events, err := domain.Decide(state, cmd, now)
@@ -438,6 +445,10 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	if taskID != "" && state.Task != nil {
 		b.tasks[taskID] = state.Task
 		b.partOf[keyTask+taskID] = r.Partition
+	}
+	if keyID != "" && state.Key != nil {
+		b.keys[keyID] = state.Key
+		b.partOf[keyKey+keyID] = r.Partition
 	}
 	res.Status = schemas.ResultAccepted
 	if len(events) > 0 {

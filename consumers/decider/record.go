@@ -102,6 +102,20 @@ type usageV1 struct {
 	CompletionTokens int64 `json:"completion_tokens"`
 }
 
+// keyRecord is an API key's state: its hash, never the key. Format 1 is the
+// first that has keys.
+type keyRecord struct {
+	V         int       `json:"v"`
+	ID        string    `json:"id"`
+	Role      string    `json:"role"`
+	Label     string    `json:"label,omitempty"`
+	Hash      string    `json:"hash"`
+	Status    string    `json:"status"`
+	Version   int64     `json:"version"`
+	IssuedAt  time.Time `json:"issued_at"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
 type offsetRecord struct {
 	V    int   `json:"v"`
 	Next int64 `json:"next_command_offset"`
@@ -250,6 +264,30 @@ func decodeTask(value []byte) (*domain.Task, error) {
 	return &domain.Task{ID: r.ID, WorkspaceID: r.WorkspaceID, Title: r.Title, Input: r.Input, Priority: r.Priority,
 		Assignee: r.Assignee, Status: r.Status, Attempt: r.Attempt, Output: r.Output, FailureReason: r.FailureReason,
 		Usage: domain.TokenUsage(r.Usage), Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
+}
+
+func encodeKey(k *domain.Key) ([]byte, error) {
+	return json.Marshal(keyRecord{V: stateFormat, ID: k.ID, Role: k.Role, Label: k.Label, Hash: k.Hash, Status: k.Status,
+		Version: k.Version, IssuedAt: k.IssuedAt, RevokedAt: k.RevokedAt})
+}
+
+func decodeKey(value []byte) (*domain.Key, error) {
+	format, err := formatOf(value)
+	if err != nil {
+		return nil, err
+	}
+	if format == 0 {
+		return nil, errors.New("key record without a format: no logbook writes it")
+	}
+	var r keyRecord
+	if err := json.Unmarshal(value, &r); err != nil {
+		return nil, err
+	}
+	if r.ID == "" {
+		return nil, errors.New("key record without an id")
+	}
+	return &domain.Key{ID: r.ID, Role: r.Role, Label: r.Label, Hash: r.Hash, Status: r.Status, Version: r.Version,
+		IssuedAt: r.IssuedAt, RevokedAt: r.RevokedAt}, nil
 }
 
 func encodeOffset(next int64) []byte {

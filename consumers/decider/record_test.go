@@ -17,6 +17,7 @@ import (
 const (
 	goldenWS   = "0190d6a4-0000-7000-8000-00000000a001"
 	goldenTask = "0190d6a4-0000-7000-8000-00000000b001"
+	goldenKey  = "key_0190d6a4-0000-7000-8000-00000000d001"
 )
 
 // goldenState is what every directory under testdata/state holds, each in
@@ -45,14 +46,21 @@ func goldenState(t *testing.T) *partitionState {
 	}
 	p.tasks[goldenTask] = &domain.Task{ID: goldenTask, WorkspaceID: goldenWS, Title: "golden task", Input: "in", Priority: 1,
 		Status: domain.TaskStatusPending, Version: 1, CreatedAt: at("2026-11-23T23:51:44.61Z"), UpdatedAt: at("2026-11-23T23:51:44.61Z")}
+	p.keys[goldenKey] = &domain.Key{ID: goldenKey, Role: domain.RoleReader, Label: "golden", Status: domain.KeyStatusRevoked,
+		Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Version: 2,
+		IssuedAt: at("2026-11-24T10:00:00.5Z"), RevokedAt: at("2026-11-24T10:05:00Z")}
 	return p
 }
 
 func loadGolden(t *testing.T, dir string) *partitionState {
 	t.Helper()
 	p := newPartitionState()
-	for key, file := range map[string]string{keyOffset: "offset", keyWorkspace + goldenWS: "workspace.json", keyTask + goldenTask: "task.json"} {
+	for key, file := range map[string]string{keyOffset: "offset", keyWorkspace + goldenWS: "workspace.json", keyTask + goldenTask: "task.json",
+		keyKey + goldenKey: "key.json"} {
 		raw, err := os.ReadFile(filepath.Join(dir, file))
+		if errors.Is(err, os.ErrNotExist) && file == "key.json" {
+			continue // keys came with format 1
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +81,11 @@ func TestStateRecordsOfEveryFormatRestore(t *testing.T) {
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			got := loadGolden(t, dir)
-			if got.next != want.next || !reflect.DeepEqual(got.workspaces, want.workspaces) || !reflect.DeepEqual(got.tasks, want.tasks) {
+			if len(got.keys) == 0 && dir < "testdata/state/format1" {
+				got.keys = want.keys
+			}
+			if got.next != want.next || !reflect.DeepEqual(got.workspaces, want.workspaces) || !reflect.DeepEqual(got.tasks, want.tasks) ||
+				!reflect.DeepEqual(got.keys, want.keys) {
 				t.Fatalf("%s restored\n%+v %+v %d\nwant\n%+v %+v %d", dir, *got.workspaces[goldenWS], *got.tasks[goldenTask], got.next,
 					*want.workspaces[goldenWS], *want.tasks[goldenTask], want.next)
 			}
@@ -95,7 +107,11 @@ func TestStateWrittenTodayIsTheNewestGoldenFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for file, got := range map[string][]byte{"workspace.json": ws, "task.json": task, "offset": encodeOffset(s.next)} {
+	key, err := encodeKey(s.keys[goldenKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, got := range map[string][]byte{"workspace.json": ws, "task.json": task, "key.json": key, "offset": encodeOffset(s.next)} {
 		if os.Getenv("LOGBOOK_WRITE_GOLDEN") != "" {
 			if err := os.WriteFile(filepath.Join(dir, file), append(got, '\n'), 0o644); err != nil {
 				t.Fatal(err)
@@ -123,6 +139,9 @@ func TestStateRecordsThisVersionCannotReadFail(t *testing.T) {
 		{keyWorkspace + "w", `{"v":1,"recent":[{"command":"c1"}]}`, "no command id"},
 		{keyTask + "t", `{"v":1}`, "without an id"},
 		{keyTask + "t", `{"v":0,"id":"t"}`, "no logbook writes it"},
+		{keyKey + "k", `{"v":2,"id":"k"}`, "newer"},
+		{keyKey + "k", `{"id":"k","hash":"00"}`, "without a format"},
+		{keyKey + "k", `{"v":1}`, "without an id"},
 	} {
 		err := p.apply(tc.key, []byte(tc.value))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -132,7 +151,7 @@ func TestStateRecordsThisVersionCannotReadFail(t *testing.T) {
 			t.Errorf("%s = %s: %v is not errNewerFormat", tc.key, tc.value, err)
 		}
 	}
-	if len(p.workspaces) != 0 || len(p.tasks) != 0 || p.next != 0 {
+	if len(p.workspaces) != 0 || len(p.tasks) != 0 || len(p.keys) != 0 || p.next != 0 {
 		t.Fatalf("a refused record changed the state: %+v", p)
 	}
 }

@@ -94,6 +94,7 @@ func (w workspaceState) remember(r schemas.Result, window int) workspaceState {
 const (
 	keyWorkspace = "workspace/"
 	keyTask      = "task/"
+	keyKey       = "key/"
 	// keyOffset holds the next command offset of the partition, written in
 	// every transaction, so a restore can tell whether it is complete.
 	keyOffset = "offset"
@@ -103,11 +104,13 @@ const (
 type partitionState struct {
 	workspaces map[string]*workspaceState
 	tasks      map[string]*domain.Task
+	keys       map[string]*domain.Key
 	next       int64 // next command offset, from the last transaction
 }
 
 func newPartitionState() *partitionState {
-	return &partitionState{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{}}
+	return &partitionState{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{},
+		keys: map[string]*domain.Key{}}
 }
 
 // apply loads one decider-state record, of any format this version reads
@@ -142,6 +145,17 @@ func (p *partitionState) apply(key string, value []byte) error {
 			return fmt.Errorf("task %s: %w", id, err)
 		}
 		p.tasks[id] = t
+	case strings.HasPrefix(key, keyKey):
+		id := strings.TrimPrefix(key, keyKey)
+		if value == nil {
+			delete(p.keys, id)
+			return nil
+		}
+		k, err := decodeKey(value)
+		if err != nil {
+			return fmt.Errorf("key %s: %w", id, err)
+		}
+		p.keys[id] = k
 	}
 	return nil
 }
@@ -151,11 +165,13 @@ func (p *partitionState) apply(key string, value []byte) error {
 type batch struct {
 	workspaces map[string]*workspaceState
 	tasks      map[string]*domain.Task
+	keys       map[string]*domain.Key
 	partOf     map[string]int32 // aggregate key → partition, for state records
 }
 
 func newBatch() *batch {
-	return &batch{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{}, partOf: map[string]int32{}}
+	return &batch{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{},
+		keys: map[string]*domain.Key{}, partOf: map[string]int32{}}
 }
 
 func (b *batch) workspace(p *partitionState, id string) *workspaceState {
@@ -172,6 +188,13 @@ func (b *batch) task(p *partitionState, id string) *domain.Task {
 	return p.tasks[id]
 }
 
+func (b *batch) key(p *partitionState, id string) *domain.Key {
+	if k, ok := b.keys[id]; ok {
+		return k
+	}
+	return p.keys[id]
+}
+
 func (b *batch) commit(parts map[int32]*partitionState) {
 	for id, w := range b.workspaces {
 		if p := parts[b.partOf[keyWorkspace+id]]; p != nil {
@@ -181,6 +204,11 @@ func (b *batch) commit(parts map[int32]*partitionState) {
 	for id, t := range b.tasks {
 		if p := parts[b.partOf[keyTask+id]]; p != nil {
 			p.tasks[id] = t
+		}
+	}
+	for id, k := range b.keys {
+		if p := parts[b.partOf[keyKey+id]]; p != nil {
+			p.keys[id] = k
 		}
 	}
 }
