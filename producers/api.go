@@ -61,7 +61,9 @@ type Config struct {
 	// when it was not, commands get 503 at once instead of after a timeout.
 	// nil means always try.
 	Writable func() bool
-	Logger   *slog.Logger
+	// Keys revokes keys kept outside the log; nil: every key is in the log.
+	Keys   LocalKeys
+	Logger *slog.Logger
 	// MaxWait caps Prefer: wait, default 30s.
 	MaxWait time.Duration
 	// AppendTimeout bounds one append to the log, default 10s.
@@ -106,6 +108,8 @@ func (a *API) Routes(r chi.Router) {
 	r.Post("/v1/workspaces/{ws}/tasks/{task}/retry", a.retryTask)
 	r.Post("/v1/workspaces/{ws}/tasks/{task}/complete", a.completeTask)
 	r.Post("/v1/workspaces/{ws}/tasks/{task}/cancel", a.cancelTask)
+	r.Post("/v1/keys", a.createKey)
+	r.Delete("/v1/keys/{id}", a.revokeKey)
 }
 
 // submission is one command on its way to the log.
@@ -115,6 +119,9 @@ type submission struct {
 	payload     any
 	created     bool              // a create: 201 on acceptance
 	ids         map[string]string // ids to echo back (task_id, agent_id…)
+	// unconditional commands ignore If-Match: the key routes, whose
+	// request names no version.
+	unconditional bool
 }
 
 // commandID is the idempotency key namespaced by principal and route, or a
@@ -192,44 +199,74 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 			return
 		}
 	}
-	if a.cfg.Writable != nil && !a.cfg.Writable() {
-		httpapi.WriteError(w, r, a.cfg.Logger, readOnly())
-		return
-	}
-	if prob := a.cfg.Admission.Admit(p.ID); prob != nil {
-		httpapi.WriteError(w, r, a.cfg.Logger, prob)
-		return
-	}
-	if err := domain.Validate(domain.Command{Type: s.typ, WorkspaceID: s.workspaceID, Payload: s.payload}); err != nil {
-		httpapi.WriteError(w, r, a.cfg.Logger, err)
-		return
-	}
-	corr, err := correlationID(r)
+	env, err := a.prepare(r, p, cmdID, digest, s)
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
+	}
+	res, decided, err := a.send(r, env, wait)
+	if err != nil {
+		if r.Context().Err() == nil {
+			httpapi.WriteError(w, r, a.cfg.Logger, err)
+		}
+		return
+	}
+	if s.typ == domain.CmdWorkspaceCreate && p.Role != auth.RoleAdmin && a.cfg.Grants != nil {
+		a.cfg.Grants.Provisional(s.workspaceID, p.ID, domain.RoleAdmin)
+	}
+	if decided {
+		a.writeOutcome(w, r, s, res)
+		return
+	}
+	body := map[string]any{"command_id": cmdID, "status": "pending", "workspace_id": s.workspaceID}
+	for k, v := range s.ids {
+		body[k] = v
+	}
+	w.Header().Set("Location", "/v1/commands/"+cmdID)
+	httpapi.WriteJSON(w, http.StatusAccepted, body)
+}
+
+// prepare checks what the API tier checks of a command before the log (the
+// log is writable, admission, the fields) and builds its envelope.
+func (a *API) prepare(r *http.Request, p auth.Principal, cmdID, digest string, s submission) (schemas.CommandEnvelope, error) {
+	if a.cfg.Writable != nil && !a.cfg.Writable() {
+		return schemas.CommandEnvelope{}, readOnly()
+	}
+	if prob := a.cfg.Admission.Admit(p.ID); prob != nil {
+		return schemas.CommandEnvelope{}, prob
+	}
+	if err := domain.Validate(domain.Command{Type: s.typ, WorkspaceID: s.workspaceID, Payload: s.payload}); err != nil {
+		return schemas.CommandEnvelope{}, err
+	}
+	corr, err := correlationID(r)
+	if err != nil {
+		return schemas.CommandEnvelope{}, err
 	}
 	env, err := schemas.EncodeCommand(domain.Command{
 		ID: cmdID, Type: s.typ, WorkspaceID: s.workspaceID,
 		Actor: domain.Actor{ID: p.ID, Role: p.Role}, IssuedAt: a.cfg.Now(), Payload: s.payload,
 	}, corr)
 	if err != nil {
-		httpapi.WriteError(w, r, a.cfg.Logger, err)
-		return
+		return env, err
 	}
-	if len(r.Header.Values("If-Match")) > 0 {
+	if len(r.Header.Values("If-Match")) > 0 && !s.unconditional {
 		v, err := ifMatch(r.Header.Get("If-Match"))
 		if err != nil {
-			httpapi.WriteError(w, r, a.cfg.Logger, err)
-			return
+			return env, err
 		}
 		env.ExpectedVersion = &v
 	}
 	env.RequestDigest = digest
+	return env, nil
+}
 
+// send appends env and, for wait > 0, waits that long for its outcome:
+// decided reports whether it came. An append the log did not confirm is a
+// 503 problem naming the command, which may still be decided.
+func (a *API) send(r *http.Request, env schemas.CommandEnvelope, wait time.Duration) (res schemas.Result, decided bool, err error) {
 	var outcome <-chan schemas.Result
 	if wait > 0 && a.cfg.Watcher != nil {
-		ch, cancel := a.cfg.Watcher.Watch(cmdID, digest)
+		ch, cancel := a.cfg.Watcher.Watch(env.ID, env.RequestDigest)
 		defer cancel()
 		outcome = ch
 	}
@@ -238,32 +275,20 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 	cancel()
 	if err != nil {
 		if r.Context().Err() != nil {
-			return // the client left
+			return res, false, r.Context().Err() // the client left
 		}
 		// The append may still land: give the client the command id to
 		// look up, and say the outcome is unknown rather than refused.
-		a.cfg.Logger.Warn("append not confirmed", "command_type", s.typ, "err", err)
+		a.cfg.Logger.Warn("append not confirmed", "command_type", env.Type, "err", err)
 		prob := httpapi.Unavailable(httpapi.CodeAppendUnconfirmed, "the log did not confirm the command in time; it may still be decided: check Location, or retry with the same Idempotency-Key", 5)
-		prob.CommandID = cmdID
-		w.Header().Set("Location", "/v1/commands/"+cmdID)
-		httpapi.WriteError(w, r, a.cfg.Logger, prob)
-		return
+		prob.CommandID = env.ID
+		return res, false, prob
 	}
-	if s.typ == domain.CmdWorkspaceCreate && p.Role != auth.RoleAdmin && a.cfg.Grants != nil {
-		a.cfg.Grants.Provisional(s.workspaceID, p.ID, domain.RoleAdmin)
+	if outcome == nil {
+		return res, false, nil
 	}
-	if outcome != nil {
-		if res, ok := a.await(r.Context(), cmdID, digest, outcome, wait); ok {
-			a.writeOutcome(w, r, s, res)
-			return
-		}
-	}
-	body := map[string]any{"command_id": cmdID, "status": "pending", "workspace_id": s.workspaceID}
-	for k, v := range s.ids {
-		body[k] = v
-	}
-	w.Header().Set("Location", "/v1/commands/"+cmdID)
-	httpapi.WriteJSON(w, http.StatusAccepted, body)
+	res, decided = a.await(r.Context(), env.ID, env.RequestDigest, outcome, wait)
+	return res, decided, nil
 }
 
 // authorize applies the decider's rule (domain.Authorize) from the grants
@@ -315,9 +340,7 @@ func (a *API) await(ctx context.Context, cmdID, digest string, ch <-chan schemas
 
 func (a *API) writeOutcome(w http.ResponseWriter, r *http.Request, s submission, res schemas.Result) {
 	if res.Status == schemas.ResultRejected {
-		p := httpapi.Problemf(string(res.Code), res.Field, res.Reason)
-		w.Header().Set("X-Command-ID", res.CommandID)
-		httpapi.WriteError(w, r, a.cfg.Logger, p)
+		a.writeRejection(w, r, res)
 		return
 	}
 	body := map[string]any{"command_id": res.CommandID, "status": res.Status, "workspace_id": res.WorkspaceID, "events": res.Events}
@@ -329,6 +352,12 @@ func (a *API) writeOutcome(w http.ResponseWriter, r *http.Request, s submission,
 		status = http.StatusCreated
 	}
 	httpapi.WriteJSON(w, status, body)
+}
+
+// writeRejection answers a rejected outcome with its problem.
+func (a *API) writeRejection(w http.ResponseWriter, r *http.Request, res schemas.Result) {
+	w.Header().Set("X-Command-ID", res.CommandID)
+	httpapi.WriteError(w, r, a.cfg.Logger, httpapi.Problemf(string(res.Code), res.Field, res.Reason))
 }
 
 // preferWait parses Prefer: wait=N (RFC 7240), capped at MaxWait. A wait

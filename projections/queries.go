@@ -51,6 +51,8 @@ func (q *Queries) Routes(r chi.Router) {
 	r.Get("/v1/workspaces/{ws}/tasks/{task}", q.guard(domain.PermRead, q.getTask))
 	r.Get("/v1/workspaces/{ws}/events", q.guard(domain.PermAudit, q.listEvents))
 	r.Get("/v1/commands/{id}", q.getCommand)
+	r.Get("/v1/keys", q.listKeys)
+	r.Get("/v1/keys/events", q.listKeyEvents)
 }
 
 // guard lets a request through to a workspace route only when its
@@ -472,6 +474,26 @@ func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
+	q.trail(w, r, ws, limit, true)
+}
+
+// listKeyEvents is the key registry's trail: every key issued and revoked.
+func (q *Queries) listKeyEvents(w http.ResponseWriter, r *http.Request) {
+	if pr, _ := auth.FromContext(r.Context()); pr.Role != auth.RoleAdmin {
+		q.fail(w, r, domain.ForbiddenError("key role %q may not manage keys", pr.Role))
+		return
+	}
+	limit, err := pageSize(r)
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
+	q.trail(w, r, domain.KeyRegistry, limit, false)
+}
+
+// trail answers a page of the event trail of ws after ?after_seq=; with
+// exists, an unknown workspace is a 404.
+func (q *Queries) trail(w http.ResponseWriter, r *http.Request, ws string, limit int, exists bool) {
 	after := int64(0)
 	s, ok, err := queryParam(r, "after_seq")
 	if err != nil {
@@ -486,9 +508,11 @@ func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := queryCtx(r)
 	defer cancel()
-	if err := q.workspaceExists(ctx, ws); err != nil {
-		q.fail(w, r, err)
-		return
+	if exists {
+		if err := q.workspaceExists(ctx, ws); err != nil {
+			q.fail(w, r, err)
+			return
+		}
 	}
 	events, err := collect(ctx, q.pool, `SELECT workspace_id, seq, id, type, version, aggregate_type, aggregate_id,
 		aggregate_version, command_id, coalesce(correlation_id, ''), actor_id, actor_role, occurred_at, payload::text,

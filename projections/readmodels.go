@@ -20,7 +20,7 @@ const (
 )
 
 // ReadModels projects the events topic into workspaces, members, agents,
-// tasks, the event trail and AI usage. Per batch it folds events in memory
+// tasks, keys, the event trail and AI usage. Per batch it folds events in memory
 // and writes each table in bulk.
 type ReadModels struct{}
 
@@ -71,6 +71,9 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 	}
 	if err := applyErasures(ctx, tx, evs); err != nil {
 		return fmt.Errorf("erasure: %w", err)
+	}
+	if err := applyKeys(ctx, tx, evs); err != nil {
+		return fmt.Errorf("keys: %w", err)
 	}
 	return applyUsage(ctx, tx, evs)
 }

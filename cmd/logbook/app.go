@@ -65,7 +65,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := projections.Migrate(ctx, m.pool); err != nil {
 		return err
 	}
-	if m.keys, err = auth.Open(ctx, m.pool, m.Log); err != nil {
+	if m.keys, err = auth.Open(ctx, m.pool, projections.NewKeyRegistry(m.pool), m.Log); err != nil {
 		return err
 	}
 	if err := kafka.EnsureTopics(ctx, c.Kafka); err != nil {
@@ -151,7 +151,9 @@ func (m *Main) Run(ctx context.Context) error {
 		goRun("decider", d.Run)
 	}
 	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
-	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, 10*time.Second); return nil })
+	// Each second: a revoked key stops working on every API instance within
+	// a second of its revocation reaching the keys read model.
+	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, time.Second); return nil })
 	if c.hasRole("projector") {
 		for _, spec := range []struct {
 			name, topic string
@@ -195,7 +197,7 @@ func (m *Main) Run(ctx context.Context) error {
 		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
 		queries := projections.NewQueries(m.pool, m.Log)
 		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),
-			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load})
+			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys})
 		srv := &http.Server{
 			Handler:           m.router(api, queries),
 			ReadHeaderTimeout: 5 * time.Second,

@@ -42,12 +42,17 @@ var routeNeeds = map[string]domain.Permission{
 	"GET /v1/workspaces/{ws}/events":                 domain.PermAudit,
 	"GET /v1/commands/{id}":                          permSender,
 	"GET /v1/workspaces":                             permList,
+	"GET /v1/keys":                                   permKeys,
+	"GET /v1/keys/events":                            permKeys,
+	"POST /v1/keys":                                  permKeys,
+	"DELETE /v1/keys/{id}":                           permKeys,
 }
 
 const (
 	permCreate domain.Permission = "create workspaces"
 	permSender domain.Permission = "be the sender"
 	permList   domain.Permission = "list own workspaces"
+	permKeys   domain.Permission = "manage keys"
 )
 
 // principal is one key of the matrix and its grant in workspace A.
@@ -66,11 +71,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 	dir := t.TempDir()
 	p := startDev(t, dir)
 	admin := principal{id: "bootstrap-admin", keyRole: domain.RoleAdmin, c: newClient(t, p.URL, p.Key)}
-	key := func(id, role string) principal {
-		return principal{id: id, keyRole: role, c: newClient(t, p.URL, createKey(t, dir, p, id, role))}
+	key := func(role string) principal {
+		id, k := createKey(t, p, role)
+		return principal{id: id, keyRole: role, c: newClient(t, p.URL, k)}
 	}
-	writerA, writerB := key("writer-a", domain.RoleWriter), key("writer-b", domain.RoleWriter)
-	reader, auditor := key("reader-r", domain.RoleReader), key("auditor-u", domain.RoleAuditor)
+	writerA, writerB := key(domain.RoleWriter), key(domain.RoleWriter)
+	reader, auditor := key(domain.RoleReader), key(domain.RoleAuditor)
 	writerA.memberRole, reader.memberRole, auditor.memberRole = domain.RoleAdmin, domain.RoleReader, domain.RoleAuditor
 
 	// Workspace A: writer A's (its creator), with a reader and an auditor.
@@ -228,6 +234,17 @@ func expect(pr principal, own bool, need domain.Permission, method string) int {
 	if method != http.MethodGet {
 		allowed = http.StatusConflict // the decider's answer to If-Match: "999"
 	}
+	if need == permKeys {
+		switch {
+		case pr.keyRole != domain.RoleAdmin:
+			return http.StatusForbidden
+		case method == http.MethodPost:
+			return http.StatusCreated
+		case method == http.MethodDelete:
+			return http.StatusNotFound // {id} is a command's id: no such key
+		}
+		return allowed
+	}
 	if need == permCreate {
 		if domain.MayCreateWorkspace(pr.keyRole) {
 			return allowed
@@ -247,24 +264,34 @@ func expect(pr principal, own bool, need domain.Permission, method string) int {
 	return allowed
 }
 
-// createKey runs `logbook keys create` on a dev data directory and waits
-// until the running server accepts the key.
-func createKey(t *testing.T, dir string, p *proc, id, role string) string {
+// createKey runs `logbook keys create` against a running server as its
+// admin and waits until the server accepts the new key.
+func createKey(t *testing.T, p *proc, role string, workspaces ...string) (id, key string) {
 	t.Helper()
-	cmd := exec.Command(binary, "keys", "create", "--role", role, "--id", id, "--data", dir)
+	args := []string{"keys", "create", "--role", role, "--url", p.URL, "--key", p.Key}
+	for _, ws := range workspaces {
+		args = append(args, "--workspace", ws)
+	}
+	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), devEnv()...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("keys create: %v\n%s", err, out)
 	}
-	_, after, ok := strings.Cut(string(out), "key (shown once): ")
-	if !ok {
-		t.Fatalf("keys create printed no key: %s", out)
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "id: "); ok {
+			id = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "key (shown once): "); ok {
+			key = strings.TrimSpace(v)
+		}
 	}
-	k := strings.TrimSpace(after)
-	c := newClient(t, p.URL, k)
+	if id == "" || key == "" {
+		t.Fatalf("keys create printed no id or key: %s", out)
+	}
+	c := newClient(t, p.URL, key)
 	eventually(t, 30*time.Second, "key "+id+" accepted", func() bool {
 		return c.do("GET", "/v1/commands/"+uuid.NewString(), nil).Status == 200
 	})
-	return k
+	return id, key
 }

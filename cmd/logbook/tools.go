@@ -8,12 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/logbook-dev/logbook/consumers/replay"
-	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -86,36 +84,4 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stderr, "logbook: audit verify: %v\n", err)
 	return 2
-}
-
-func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := baseConfig()
-	if err != nil {
-		return err
-	}
-	fs := newFlags("keys create", stderr)
-	role := fs.String("role", "", "admin, writer, reader or auditor")
-	id := fs.String("id", "", "key id (default: generated)")
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the database")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *id == "" {
-		*id = *role + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	}
-	pool, err := toolDatabase(ctx, cfg, *dir)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	keys, err := auth.Open(ctx, pool, cfg.logger(stderr))
-	if err != nil {
-		return err
-	}
-	key, err := keys.Create(ctx, *id, *role)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "id: %s\nrole: %s\nkey (shown once): %s\n", *id, *role, key.Reveal())
-	return nil
 }

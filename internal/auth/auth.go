@@ -9,9 +9,11 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -65,17 +67,38 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, ctxKey{}, p)
 }
 
-// Keys is the key store.
-type Keys struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
-
-	mu    sync.RWMutex
-	cache map[[32]byte]Principal
+// KeyChange is a key issued through the log, as the log last left it.
+type KeyChange struct {
+	ID      string
+	Hash    []byte // SHA-256 of the key
+	Role    string
+	Revoked bool
+	Seq     int64 // the registry event that last changed it
 }
 
-// Open migrates the key table and loads the keys.
-func Open(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (*Keys, error) {
+// Registry is where keys issued through the log are read from: the keys
+// read model.
+type Registry interface {
+	// KeyChanges returns, in order, at most limit keys changed after seq.
+	KeyChanges(ctx context.Context, after int64, limit int) ([]KeyChange, error)
+}
+
+// Keys is the key store: the bootstrap admin key (and keys created before
+// keys were events) in its own table, every other key from the registry.
+type Keys struct {
+	pool     *pgxpool.Pool
+	registry Registry
+	log      *slog.Logger
+
+	mu     sync.RWMutex
+	cache  map[[32]byte]Principal
+	issued map[string]KeyChange // live issued keys by id
+	seq    int64                // registry position of issued
+}
+
+// Open migrates the key table and loads the keys. registry may be nil: only
+// the local keys then authenticate.
+func Open(ctx context.Context, pool *pgxpool.Pool, registry Registry, log *slog.Logger) (*Keys, error) {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
@@ -83,7 +106,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (*Keys, err
 	if err := pg.Migrate(ctx, pool, sub, "auth_schema_version"); err != nil {
 		return nil, err
 	}
-	k := &Keys{pool: pool, log: log, cache: map[[32]byte]Principal{}}
+	k := &Keys{pool: pool, registry: registry, log: log, cache: map[[32]byte]Principal{}, issued: map[string]KeyChange{}}
 	return k, k.refresh(ctx)
 }
 
@@ -118,8 +141,8 @@ func (k *Keys) Bootstrap(ctx context.Context, given Secret) (generated Secret, e
 			return "", err
 		}
 		h := hash(given.Reveal())
-		_, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ('bootstrap-admin', $1, 'admin')
-			ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, revoked_at = NULL`, h[:])
+		_, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ($2, $1, 'admin')
+			ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, revoked_at = NULL`, h[:], BootstrapKeyID)
 		if err != nil {
 			return "", fmt.Errorf("auth: bootstrap key: %w", err)
 		}
@@ -134,8 +157,8 @@ func (k *Keys) Bootstrap(ctx context.Context, given Secret) (generated Secret, e
 	}
 	key := NewKey()
 	h := hash(key.Reveal())
-	tag, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ('bootstrap-admin', $1, 'admin')
-		ON CONFLICT (id) DO NOTHING`, h[:])
+	tag, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ($2, $1, 'admin')
+		ON CONFLICT (id) DO NOTHING`, h[:], BootstrapKeyID)
 	if err != nil {
 		return "", fmt.Errorf("auth: bootstrap key: %w", err)
 	}
@@ -145,19 +168,27 @@ func (k *Keys) Bootstrap(ctx context.Context, given Secret) (generated Secret, e
 	return key, k.refresh(ctx)
 }
 
-// Create registers a new key with a role and returns it (shown once).
-func (k *Keys) Create(ctx context.Context, id, role string) (Secret, error) {
-	switch role {
-	case RoleAdmin, RoleWriter, RoleReader, RoleAuditor:
-	default:
-		return "", fmt.Errorf("auth: unknown role %q", role)
+// BootstrapKeyID is the id of the bootstrap admin key.
+const BootstrapKeyID = "bootstrap-admin"
+
+// ErrBootstrapKey refuses to revoke the bootstrap admin key, which is
+// configuration (LOGBOOK_ADMIN_KEY), not an issued key.
+var ErrBootstrapKey = errors.New("the bootstrap admin key is configuration: set another LOGBOOK_ADMIN_KEY and restart the API instances to replace it")
+
+// RevokeLocal revokes a key kept in the local table (made before keys were
+// events), reporting whether there was one to revoke.
+func (k *Keys) RevokeLocal(ctx context.Context, id string) (bool, error) {
+	if id == BootstrapKeyID {
+		return false, ErrBootstrapKey
 	}
-	key := NewKey()
-	h := hash(key.Reveal())
-	if _, err := k.pool.Exec(ctx, `INSERT INTO api_keys (id, hash, role) VALUES ($1, $2, $3)`, id, h[:], role); err != nil {
-		return "", fmt.Errorf("auth: create key: %w", err)
+	tag, err := k.pool.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
+	if err != nil {
+		return false, fmt.Errorf("auth: revoke key: %w", err)
 	}
-	return key, k.refresh(ctx)
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	return true, k.refresh(ctx)
 }
 
 func (k *Keys) refresh(ctx context.Context) error {
@@ -175,17 +206,57 @@ func (k *Keys) refresh(ctx context.Context) error {
 		if err := rows.Scan(&id, &h, &role); err != nil {
 			return err
 		}
-		var key [32]byte
-		copy(key[:], h)
-		next[key] = Principal{ID: id, Role: role}
+		if len(h) == sha256.Size {
+			next[[32]byte(h)] = Principal{ID: id, Role: role}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	k.mu.RLock()
+	issued, seq := k.issued, k.seq
+	k.mu.RUnlock()
+	if k.registry != nil {
+		if issued, seq, err = k.follow(ctx, issued, seq); err != nil {
+			return fmt.Errorf("auth: load issued keys: %w", err)
+		}
+	}
+	for _, c := range issued {
+		if len(c.Hash) == sha256.Size {
+			next[[32]byte(c.Hash)] = Principal{ID: c.ID, Role: c.Role}
+		}
+	}
 	k.mu.Lock()
-	k.cache = next
+	k.cache, k.issued, k.seq = next, issued, seq
 	k.mu.Unlock()
 	return nil
+}
+
+// follow returns issued with the registry's changes after seq applied, and
+// the new position. The map is copied before the first change.
+func (k *Keys) follow(ctx context.Context, issued map[string]KeyChange, seq int64) (map[string]KeyChange, int64, error) {
+	const page = 1000
+	copied := false
+	for {
+		changes, err := k.registry.KeyChanges(ctx, seq, page)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(changes) > 0 && !copied {
+			issued, copied = maps.Clone(issued), true
+		}
+		for _, c := range changes {
+			if c.Revoked {
+				delete(issued, c.ID)
+			} else {
+				issued[c.ID] = c
+			}
+			seq = c.Seq
+		}
+		if len(changes) < page {
+			return issued, seq, nil
+		}
+	}
 }
 
 // Refresh reloads the keys every interval until ctx ends; while Postgres is

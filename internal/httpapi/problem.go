@@ -27,7 +27,8 @@ type Problem struct {
 	Field  string `json:"field,omitempty"`
 	// RetryAfter, in seconds, is also sent as the Retry-After header.
 	RetryAfter int `json:"retry_after,omitempty"`
-	// CommandID names the command a problem is about, when there is one.
+	// CommandID names the command a problem is about, when there is one;
+	// its outcome is then at Location.
 	CommandID string `json:"command_id,omitempty"`
 }
 
@@ -125,6 +126,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	if p.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(p.RetryAfter))
+	}
+	if p.CommandID != "" {
+		w.Header().Set("Location", "/v1/commands/"+p.CommandID)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
