@@ -106,7 +106,7 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 
 // TestOpenAPIOperations checks the shape every operation shares: a unique
 // operationId, path parameters declared exactly once per template variable,
-// and responses.
+// and responses, with 401 and 429 on every operation that needs a key.
 func TestOpenAPIOperations(t *testing.T) {
 	doc := openAPIDoc(t)
 	paths := doc["paths"].(map[string]any)
@@ -156,6 +156,17 @@ func TestOpenAPIOperations(t *testing.T) {
 			open := hasSec && len(sec.([]any)) == 0
 			if wantOpen := !strings.HasPrefix(path, "/v1/") || path == "/v1/status"; open != wantOpen {
 				t.Errorf("%s: open (no security) = %v, want %v", where, open, wantOpen)
+			}
+			// Any keyed operation can meet a bad key (401) and the
+			// failed-authentication throttle (429).
+			if !open {
+				rs, _ := op["responses"].(map[string]any)
+				for code, want := range map[string]string{"401": "Unauthorized", "429": "TooManyRequests"} {
+					r, _ := rs[code].(map[string]any)
+					if r["$ref"] != "#/components/responses/"+want {
+						t.Errorf("%s: response %s is %v, want the shared %s", where, code, r, want)
+					}
+				}
 			}
 		}
 	}

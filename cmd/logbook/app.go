@@ -198,8 +198,17 @@ func (m *Main) Run(ctx context.Context) error {
 		queries := projections.NewQueries(m.pool, m.Log)
 		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),
 			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys})
+		throttle := auth.NewThrottle(auth.ThrottleConfig{Failures: c.AuthFailuresPerMinute})
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "logbook_auth_throttled_requests_total",
+			Help: "Requests answered 429 too_many_auth_failures: their source address failed authentication too often.",
+		}, func() float64 { return float64(throttle.Refused()) }))
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "logbook_auth_throttle_sources",
+			Help: "Source addresses the failed-authentication throttle remembers (bounded).",
+		}, func() float64 { return float64(throttle.Sources()) }))
 		srv := &http.Server{
-			Handler:           m.router(api, queries),
+			Handler:           m.router(api, queries, throttle),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      45 * time.Second, // above the longest Prefer: wait
@@ -247,7 +256,7 @@ func (m *Main) Close() {
 	}
 }
 
-func (m *Main) router(api *producers.API, queries *projections.Queries) http.Handler {
+func (m *Main) router(api *producers.API, queries *projections.Queries, throttle *auth.Throttle) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -267,7 +276,8 @@ func (m *Main) router(api *producers.API, queries *projections.Queries) http.Han
 		_, _ = w.Write(schemas.OpenAPI())
 	})
 	r.Group(func(r chi.Router) {
-		r.Use(m.keys.Middleware(m.Log))
+		// The throttle goes first: a refused source never reaches the key lookup.
+		r.Use(throttle.Middleware(m.Log), m.keys.Middleware(m.Log))
 		api.Routes(r)
 		queries.Routes(r)
 	})

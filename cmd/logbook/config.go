@@ -28,6 +28,10 @@ type Config struct {
 	MaxCommandLag int64
 	// RatePerKey limits each API key's commands per second (-1: off).
 	RatePerKey float64
+	// AuthFailuresPerMinute is how many failed authentications a source
+	// address may have in a minute before its requests get 429 (0 or
+	// less: off).
+	AuthFailuresPerMinute int
 }
 
 func env(name, def string) string {
@@ -44,6 +48,8 @@ func baseConfig() (Config, error) {
 		HTTPAddr:    env("LOGBOOK_HTTP_ADDR", "127.0.0.1:8080"),
 		AdminKey:    auth.Secret(env("LOGBOOK_ADMIN_KEY", "")),
 		Roles:       splitList(env("LOGBOOK_ROLES", "api,decider,projector")),
+
+		AuthFailuresPerMinute: auth.DefaultFailuresPerMinute,
 	}
 	if err := auth.CheckAdminKey(c.AdminKey); err != nil {
 		return c, err
@@ -70,6 +76,13 @@ func baseConfig() (Config, error) {
 			return c, fmt.Errorf("LOGBOOK_RATE_PER_KEY must be a non-zero number (-1 disables), got %q", v)
 		}
 		c.RatePerKey = n
+	}
+	if v := env("LOGBOOK_AUTH_FAILURES_PER_MINUTE", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return c, fmt.Errorf("LOGBOOK_AUTH_FAILURES_PER_MINUTE must be an integer (0 or less disables), got %q", v)
+		}
+		c.AuthFailuresPerMinute = n
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(env("LOGBOOK_LOG_LEVEL", "info"))); err != nil {
 		return c, fmt.Errorf("LOGBOOK_LOG_LEVEL: %w", err)

@@ -32,3 +32,20 @@ func TestShortAdminKeyIsRefusedAtStart(t *testing.T) {
 		t.Fatalf("a 32-character admin key: %v", err)
 	}
 }
+
+func TestAuthFailuresPerMinuteSetting(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  int
+		ok    bool
+	}{
+		{"", 30, true}, {"5", 5, true}, {"0", 0, true}, {"-1", -1, true},
+		{"ten", 0, false}, {"2.5", 0, false},
+	} {
+		t.Setenv("LOGBOOK_AUTH_FAILURES_PER_MINUTE", tc.value)
+		c, err := baseConfig()
+		if (err == nil) != tc.ok || (tc.ok && c.AuthFailuresPerMinute != tc.want) {
+			t.Errorf("LOGBOOK_AUTH_FAILURES_PER_MINUTE=%q: got %d, %v; want %d, ok %v", tc.value, c.AuthFailuresPerMinute, err, tc.want, tc.ok)
+		}
+	}
+}

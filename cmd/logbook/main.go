@@ -28,7 +28,9 @@ Usage:
 
 Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
-LOGBOOK_DATA. Flags override the environment.
+LOGBOOK_DATA, LOGBOOK_AUTH_FAILURES_PER_MINUTE (failed authentications a
+source address may have in a minute before all its requests get 429 for a
+minute; default 30, 0 turns it off). Flags override the environment.
 `
 
 func main() {

@@ -52,6 +52,7 @@ const (
 	CodeInvalidKey           = "invalid_key"
 	CodeBacklog              = "backlog"
 	CodeRateLimited          = "rate_limited"
+	CodeTooManyAuthFailures  = "too_many_auth_failures"
 	CodeReadOnly             = "read_only"
 	CodeAppendUnconfirmed    = "append_unconfirmed"
 	CodeQueriesDegraded      = "queries_degraded"
@@ -76,6 +77,7 @@ var statuses = map[string]int{
 	CodeInvalidKey:           http.StatusUnauthorized,
 	CodeBacklog:              http.StatusTooManyRequests,
 	CodeRateLimited:          http.StatusTooManyRequests,
+	CodeTooManyAuthFailures:  http.StatusTooManyRequests,
 	CodeReadOnly:             http.StatusServiceUnavailable,
 	CodeAppendUnconfirmed:    http.StatusServiceUnavailable,
 	CodeQueriesDegraded:      http.StatusServiceUnavailable,
