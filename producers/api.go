@@ -61,8 +61,9 @@ type Config struct {
 	// when it was not, commands get 503 at once instead of after a timeout.
 	// nil means always try.
 	Writable func() bool
-	// Keys revokes keys kept outside the log; nil: every key is in the log.
-	Keys   LocalKeys
+	// Keys is this instance's view of the keys; nil: key routes do not
+	// wait for it.
+	Keys   KeyStore
 	Logger *slog.Logger
 	// MaxWait caps Prefer: wait, default 30s.
 	MaxWait time.Duration

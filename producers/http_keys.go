@@ -19,10 +19,13 @@ import (
 	"github.com/logbook-dev/logbook/schemas"
 )
 
-// LocalKeys revokes keys kept outside the log (the bootstrap admin key and
-// keys made before keys were events); *auth.Keys satisfies it.
-type LocalKeys interface {
+// KeyStore is this instance's view of the keys; *auth.Keys satisfies it.
+type KeyStore interface {
+	// RevokeLocal revokes a key kept outside the log (keys made before
+	// keys were events), reporting whether there was one.
 	RevokeLocal(ctx context.Context, id string) (bool, error)
+	// Active reports whether a key authenticates on this instance now.
+	Active(id string) bool
 }
 
 // keyWait is how long key routes wait for the decider when the client says
@@ -126,7 +129,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 	out := IssuedKey{ID: id, Key: key.Reveal(), Role: body.Role, Label: strings.TrimSpace(issue.Label), Status: "pending",
 		CommandID: env.ID, Grants: a.grantKey(r, p, id, body, wait)}
 	status := http.StatusAccepted
-	if decided {
+	if decided && a.keyIs(r.Context(), id, true, wait) {
 		out.Status, status = schemas.ResultAccepted, http.StatusCreated
 	}
 	w.Header().Set("Location", "/v1/commands/"+env.ID)
@@ -236,7 +239,30 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
 	case res.Status == schemas.ResultRejected:
 		a.writeRejection(w, r, res)
 	default:
+		// Answered once this instance refuses the key; the others follow
+		// the keys read model as often.
+		a.keyIs(r.Context(), id, false, wait)
 		w.Header().Set("X-Command-ID", res.CommandID)
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// keyIs waits up to wait for the key to be active (or not) on this
+// instance, reporting whether it is.
+func (a *API) keyIs(ctx context.Context, id string, active bool, wait time.Duration) bool {
+	if a.cfg.Keys == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for a.cfg.Keys.Active(id) != active {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }

@@ -13,8 +13,7 @@ import (
 
 // devEnv keeps test processes off the developer's defaults. The
 // failed-authentication throttle stays on, far above the default 30 a
-// minute: createKey polls a new key 10 times a second until the server's
-// next key refresh (up to 10 s), and each poll is a failed authentication.
+// minute: tests send wrong keys on purpose, more than a client would.
 func devEnv() []string {
 	return []string{"LOGBOOK_ADMIN_KEY=", "LOGBOOK_DATABASE_URL=", "LOGBOOK_KAFKA_BROKERS=", "LOGBOOK_LOG_LEVEL=warn",
 		"LOGBOOK_AUTH_FAILURES_PER_MINUTE=1000"}

@@ -92,6 +92,7 @@ type Keys struct {
 
 	mu     sync.RWMutex
 	cache  map[[32]byte]Principal
+	ids    map[string]bool      // ids of the keys in cache
 	issued map[string]KeyChange // live issued keys by id
 	seq    int64                // registry position of issued
 }
@@ -226,8 +227,12 @@ func (k *Keys) refresh(ctx context.Context) error {
 			next[[32]byte(c.Hash)] = Principal{ID: c.ID, Role: c.Role}
 		}
 	}
+	ids := make(map[string]bool, len(next))
+	for _, p := range next {
+		ids[p.ID] = true
+	}
 	k.mu.Lock()
-	k.cache, k.issued, k.seq = next, issued, seq
+	k.cache, k.ids, k.issued, k.seq = next, ids, issued, seq
 	k.mu.Unlock()
 	return nil
 }
@@ -274,6 +279,13 @@ func (k *Keys) Refresh(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
+}
+
+// Active reports whether the key with this id authenticates here now.
+func (k *Keys) Active(id string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.ids[id]
 }
 
 // Authenticate resolves a bearer token.
