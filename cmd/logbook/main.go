@@ -20,7 +20,8 @@ Usage:
   logbook replay [--since RFC3339 | --from-beginning] [--workspace ID]
                                                  events as JSON lines on stdout
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
-  logbook keys create --role ROLE [--id ID]      create an API key (printed once)
+  logbook keys create --role ROLE [--workspace ID]... [--label L] [--url URL] [--key ADMIN_KEY]
+                                                 issue an API key through the API (printed once)
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
   logbook loadgen --key KEY [--url URL] [--commands N] [--concurrency C] [--workspaces W] [--json]
@@ -30,7 +31,8 @@ Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
 LOGBOOK_DATA, LOGBOOK_AUTH_FAILURES_PER_MINUTE (failed authentications a
 source address may have in a minute before all its requests get 429 for a
-minute; default 30, 0 turns it off). Flags override the environment.
+minute; default 30, 0 turns it off). Tools that call the API read
+LOGBOOK_URL and LOGBOOK_API_KEY. Flags override the environment.
 `
 
 func main() {
