@@ -189,6 +189,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request, cmdID string, keyed
 		}
 	}
 	if err := a.authorize(r.Context(), p, s); err != nil {
+		auth.NoteDenial(r.Context(), s.workspaceID, domain.ErrorCode(err) == domain.CodeNotFound)
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}

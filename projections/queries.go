@@ -53,6 +53,7 @@ func (q *Queries) Routes(r chi.Router) {
 	r.Get("/v1/commands/{id}", q.getCommand)
 	r.Get("/v1/keys", q.listKeys)
 	r.Get("/v1/keys/events", q.listKeyEvents)
+	r.Get("/v1/audit/access", q.listAccess)
 }
 
 // guard lets a request through to a workspace route only when its
@@ -79,8 +80,10 @@ func (q *Queries) guard(p domain.Permission, h http.HandlerFunc) http.HandlerFun
 		}
 		switch domain.Authorize(pr.Role, role, p) {
 		case domain.Hidden:
+			auth.NoteDenial(r.Context(), ws, true)
 			q.fail(w, r, notFound("workspace"))
 		case domain.Forbidden:
+			auth.NoteDenial(r.Context(), ws, false)
 			q.fail(w, r, domain.ForbiddenError("key role %s with member role %s in this workspace may not %s it", pr.Role, role, p))
 		default:
 			h(w, r)

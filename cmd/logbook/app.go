@@ -161,6 +161,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}{
 			{projections.ProjectionReadModels, c.Kafka.Topics().Events, projections.ReadModels{}},
 			{projections.ProjectionResults, c.Kafka.Topics().Results, projections.Results{}},
+			{projections.ProjectionAccess, c.Kafka.Topics().Access, projections.AccessLog{}},
 		} {
 			p, err := projections.NewProjector(projections.ProjectorConfig{Kafka: c.Kafka, Name: spec.name,
 				Topic: spec.topic, Pool: m.pool, Apply: spec.apply, Logger: m.Log})
@@ -207,8 +208,21 @@ func (m *Main) Run(ctx context.Context) error {
 			Name: "logbook_auth_throttle_sources",
 			Help: "Source addresses the failed-authentication throttle remembers (bounded).",
 		}, func() float64 { return float64(throttle.Sources()) }))
+		access, err := producers.NewAccessLog(c.Kafka, m.Log)
+		if err != nil {
+			return err
+		}
+		defer access.Close()
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "logbook_access_records_total",
+			Help: "Failed authentications and denials written to the access topic.",
+		}, func() float64 { return float64(access.Written()) }))
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "logbook_access_records_dropped_total",
+			Help: "Access records lost: the buffer was full or the log unreachable for a minute.",
+		}, func() float64 { return float64(access.Dropped()) }))
 		srv := &http.Server{
-			Handler:           m.router(api, queries, throttle),
+			Handler:           m.router(api, queries, throttle, access),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      45 * time.Second, // above the longest Prefer: wait
@@ -256,7 +270,7 @@ func (m *Main) Close() {
 	}
 }
 
-func (m *Main) router(api *producers.API, queries *projections.Queries, throttle *auth.Throttle) http.Handler {
+func (m *Main) router(api *producers.API, queries *projections.Queries, throttle *auth.Throttle, access auth.AccessSink) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -277,7 +291,7 @@ func (m *Main) router(api *producers.API, queries *projections.Queries, throttle
 	})
 	r.Group(func(r chi.Router) {
 		// The throttle goes first: a refused source never reaches the key lookup.
-		r.Use(throttle.Middleware(m.Log), m.keys.Middleware(m.Log))
+		r.Use(throttle.Middleware(m.Log), auth.AccessAudit(access, nil), m.keys.Middleware(m.Log))
 		api.Routes(r)
 		queries.Routes(r)
 	})

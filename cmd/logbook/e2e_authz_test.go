@@ -43,6 +43,7 @@ var routeNeeds = map[string]domain.Permission{
 	"GET /v1/commands/{id}":                          permSender,
 	"GET /v1/workspaces":                             permList,
 	"GET /v1/keys":                                   permKeys,
+	"GET /v1/audit/access":                           permAccess,
 	"GET /v1/keys/events":                            permKeys,
 	"POST /v1/keys":                                  permKeys,
 	"DELETE /v1/keys/{id}":                           permKeys,
@@ -53,6 +54,7 @@ const (
 	permSender domain.Permission = "be the sender"
 	permList   domain.Permission = "list own workspaces"
 	permKeys   domain.Permission = "manage keys"
+	permAccess domain.Permission = "audit, with ?workspace="
 )
 
 // principal is one key of the matrix and its grant in workspace A.
@@ -127,6 +129,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 					ws, task, cmd, sender = wsB, taskB, cmdB, writerB.id
 				}
 				target := strings.NewReplacer("{ws}", ws, "{task}", task, "{principal}", reader.id, "{id}", cmd).Replace(path)
+				if need == permAccess {
+					target += "?workspace=" + ws
+				}
 				where := pr.id + " " + method + " " + target
 				cells++
 				if need == permSender {
@@ -233,6 +238,9 @@ func expect(pr principal, own bool, need domain.Permission, method string) int {
 	allowed := http.StatusOK // reads
 	if method != http.MethodGet {
 		allowed = http.StatusConflict // the decider's answer to If-Match: "999"
+	}
+	if need == permAccess {
+		need = domain.PermAudit
 	}
 	if need == permKeys {
 		switch {

@@ -305,16 +305,26 @@ func (k *Keys) Middleware(log *slog.Logger) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h := r.Header.Get("Authorization")
 			token, ok := strings.CutPrefix(h, "Bearer ")
+			note := noteFrom(r.Context())
 			if !ok || token == "" {
+				if note != nil {
+					note.code = httpapi.CodeUnauthenticated
+				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="logbook"`)
 				httpapi.WriteError(w, r, log, httpapi.Problemf(httpapi.CodeUnauthenticated, "Authorization", "send Authorization: Bearer <api key>"))
 				return
 			}
 			p, ok := k.Authenticate(token)
 			if !ok {
+				if note != nil {
+					note.code = httpapi.CodeInvalidKey
+				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="logbook", error="invalid_token"`)
 				httpapi.WriteError(w, r, log, httpapi.Problemf(httpapi.CodeInvalidKey, "Authorization", "unknown or revoked API key"))
 				return
+			}
+			if note != nil {
+				note.principal = &p
 			}
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 		})

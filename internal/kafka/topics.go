@@ -41,7 +41,7 @@ func (c *Config) Validate() error {
 
 // Topics are the full names of logbook's topics.
 type Topics struct {
-	Commands, Events, Results, DeciderState, DLQ string
+	Commands, Events, Results, DeciderState, DLQ, Access string
 }
 
 // Topics returns the topic names under the configured prefix.
@@ -52,6 +52,7 @@ func (c Config) Topics() Topics {
 		Results:      c.Prefix + "results",
 		DeciderState: c.Prefix + "decider-state",
 		DLQ:          c.Prefix + "dlq",
+		Access:       c.Prefix + "access",
 	}
 }
 
@@ -93,6 +94,8 @@ func (c Config) specs(brokers int) []topicSpec {
 		{t.Results, c.Partitions, common(map[string]*string{"retention.ms": ptr(strconv.FormatInt(day, 10))})},
 		{t.DeciderState, c.Partitions, common(map[string]*string{"cleanup.policy": ptr("compact")})},
 		{t.DLQ, 1, common(map[string]*string{"retention.ms": ptr(strconv.FormatInt(30*day, 10))})},
+		// The access audit is kept like the events: auditors read it back.
+		{t.Access, 1, common(map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")})},
 	}
 }
 
@@ -160,7 +163,7 @@ func (e *shapeError) Error() string {
 
 func topicsReady(ctx context.Context, adm *kadm.Client, cfg Config) error {
 	t := cfg.Topics()
-	names := []string{t.Commands, t.Events, t.Results, t.DeciderState, t.DLQ}
+	names := []string{t.Commands, t.Events, t.Results, t.DeciderState, t.DLQ, t.Access}
 	details, err := adm.ListTopics(ctx, names...)
 	if err != nil {
 		return err
@@ -178,8 +181,8 @@ func topicsReady(ctx context.Context, adm *kadm.Client, cfg Config) error {
 				return fmt.Errorf("topic %s partition %d has no leader yet", name, p.Partition)
 			}
 		}
-		if name == t.DLQ {
-			continue // not co-partitioned: keyed by the original key only
+		if name == t.DLQ || name == t.Access {
+			continue // not co-partitioned: keyed by the original key or the principal
 		}
 		if n := int32(len(d.Partitions)); n != cfg.Partitions {
 			return &shapeError{name, n, cfg.Partitions}
