@@ -50,6 +50,10 @@ func Authorize(keyRole, memberRole string, p Permission) Access {
 	switch {
 	case keyRole == RoleAdmin:
 		return Allowed
+	case keyRole == RoleAgent:
+		// A service in every workspace, tied to none: it reads nothing and
+		// sends only agentCommands, so no answer tells workspaces apart.
+		return Forbidden
 	case memberRole == "":
 		return Hidden
 	case slices.Contains(keyPerms[keyRole], p) && slices.Contains(memberPerms[memberRole], p):
@@ -63,6 +67,10 @@ func Authorize(keyRole, memberRole string, p Permission) Access {
 func MayCreateWorkspace(keyRole string) bool {
 	return keyRole == RoleAdmin || keyRole == RoleWriter
 }
+
+// agentCommands are what the agent service principal may send, on tasks
+// assigned to an agent of their workspace (checked by Decide).
+var agentCommands = []string{CmdTaskStartAttempt, CmdTaskRecordResult, CmdTaskFailAttempt}
 
 // CommandPermission is the permission a command type needs in its
 // workspace; workspace.create needs MayCreateWorkspace instead.
@@ -81,6 +89,12 @@ func CommandPermission(cmdType string) Permission {
 // answer alike. Roles are quoted: a command written past the API may carry
 // any text there.
 func AuthorizeCommand(actor Actor, memberRole, cmdType, workspaceID string) error {
+	if actor.Role == RoleAgent {
+		if !slices.Contains(agentCommands, cmdType) {
+			return ForbiddenError("key role %q may only start, record and fail attempts of tasks assigned to an agent", actor.Role)
+		}
+		return nil
+	}
 	if cmdType == CmdWorkspaceCreate {
 		if !MayCreateWorkspace(actor.Role) {
 			return ForbiddenError("key role %q may not create workspaces", actor.Role)

@@ -137,3 +137,55 @@ func TestCraftedActorsAreRefusedSafely(t *testing.T) {
 		t.Fatalf("a role with NUL: %q", err)
 	}
 }
+
+// The agent service principal starts, records and fails attempts of tasks
+// assigned to an agent, in any workspace, and does nothing else.
+func TestAgentServicePrincipal(t *testing.T) {
+	s := withTask(t, activeWorkspace(t), domain.TaskStatusAssigned) // assigned to the agent bot
+	agent := func(c domain.Command) domain.Command { return as(c, "worker", domain.RoleAgent) }
+	s, _, err := decide(t, s, agent(command(domain.CmdTaskStartAttempt, &domain.TaskStartAttemptCmd{TaskID: taskID})))
+	if err != nil {
+		t.Fatalf("agent starts an attempt: %v", err)
+	}
+	if _, _, err := decide(t, s, agent(command(domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{TaskID: taskID, Attempt: 1, Output: "o"}))); err != nil {
+		t.Fatalf("agent records a result: %v", err)
+	}
+	if _, _, err := decide(t, s, agent(command(domain.CmdTaskFailAttempt, &domain.TaskFailAttemptCmd{TaskID: taskID, Attempt: 1, Reason: "r"}))); err != nil {
+		t.Fatalf("agent fails an attempt: %v", err)
+	}
+	for _, c := range []domain.Command{
+		command(domain.CmdTaskCreate, &domain.TaskCreateCmd{TaskID: "t2", Title: "t"}),
+		command(domain.CmdTaskComplete, &domain.TaskCompleteCmd{TaskID: taskID}),
+		command(domain.CmdTaskCancel, &domain.TaskCancelCmd{TaskID: taskID}),
+		command(domain.CmdWorkspaceRename, &domain.WorkspaceRenameCmd{Name: "x"}),
+		command(domain.CmdWorkspaceAddMember, &domain.WorkspaceAddMemberCmd{PrincipalID: "worker", Role: domain.RoleAdmin}),
+		keyCommand(domain.CmdKeyIssue, domain.KeyIssueCmd{KeyID: "k", Role: domain.RoleAdmin, Hash: keyHash}),
+	} {
+		if _, _, err := decide(t, s, agent(c)); domain.ErrorCode(err) != domain.CodeForbidden {
+			t.Errorf("agent sends %s: %v", c.Type, err)
+		}
+	}
+	// A task assigned to a person is not the agent's.
+	person := withTask(t, activeWorkspace(t), domain.TaskStatusPending)
+	person = must(t, person, command(domain.CmdTaskAssign, &domain.TaskAssignCmd{TaskID: taskID, Assignee: "alice"}))
+	if _, _, err := decide(t, person, agent(command(domain.CmdTaskStartAttempt, &domain.TaskStartAttemptCmd{TaskID: taskID}))); domain.ErrorCode(err) != domain.CodeForbidden {
+		t.Errorf("agent starts a person's task: %v", err)
+	}
+	// It reads nothing, anywhere, and no answer tells workspaces apart.
+	for _, p := range []domain.Permission{domain.PermRead, domain.PermWrite, domain.PermManage, domain.PermAudit} {
+		for _, m := range []string{"", domain.RoleAdmin} {
+			if got := domain.Authorize(domain.RoleAgent, m, p); got != domain.Forbidden {
+				t.Errorf("Authorize(agent, %q, %s) = %v, want Forbidden", m, p, got)
+			}
+		}
+	}
+	// It is a key role, not a member role.
+	add := command(domain.CmdWorkspaceAddMember, &domain.WorkspaceAddMemberCmd{PrincipalID: "w", Role: domain.RoleAgent})
+	if _, _, err := decide(t, activeWorkspace(t), add); domain.ErrorCode(err) != domain.CodeInvalid {
+		t.Errorf("agent as a member role: %v", err)
+	}
+	issue := keyCommand(domain.CmdKeyIssue, domain.KeyIssueCmd{KeyID: "w", Role: domain.RoleAgent, Hash: keyHash})
+	if _, _, err := decide(t, domain.State{}, issue); err != nil {
+		t.Errorf("an agent key: %v", err)
+	}
+}

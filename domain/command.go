@@ -57,12 +57,14 @@ const (
 	MaxAttempt         = 1<<31 - 1 // attempts count from 1
 )
 
-// Member roles.
+// Roles: of members, and of keys.
 const (
 	RoleAdmin   = "admin"
 	RoleWriter  = "writer"
 	RoleReader  = "reader"
 	RoleAuditor = "auditor"
+	// RoleAgent is a key role only: the AI worker's service principal.
+	RoleAgent = "agent"
 )
 
 // AI fallback modes.

@@ -167,6 +167,11 @@ func onTask[P TaskTarget](s State, cmd Command, now time.Time, decide func(*Work
 		if t == nil || t.ID != id || (t.WorkspaceID != "" && t.WorkspaceID != ws.ID) {
 			return nil, NotFound("task %q not found", id)
 		}
+		// The agent service acts for the workspace's agents, never for a
+		// person: before any other check, so it learns nothing else.
+		if _, ok := ws.Agents[t.Assignee]; cmd.Actor.Role == RoleAgent && !ok {
+			return nil, ForbiddenError("task %q is not assigned to an agent: key role %q may not act on it", id, RoleAgent)
+		}
 		version = t.Version
 	}
 	if err := checkVersion(cmd.ExpectedVersion, version); err != nil {

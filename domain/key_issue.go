@@ -11,7 +11,7 @@ func keyIssue(k *Key, p KeyIssueCmd, e *emitter) error {
 }
 
 func (p KeyIssueCmd) validate() (KeyIssueCmd, error) {
-	if err := checkRole(p.Role); err != nil {
+	if err := checkKeyRole(p.Role); err != nil {
 		return p, err
 	}
 	var err error

@@ -138,8 +138,8 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func checkGrants(body KeyRequest) error {
-	if body.Role == domain.RoleAdmin && len(body.Workspaces) > 0 {
-		return httpapi.Problemf(string(domain.CodeInvalid), "workspaces", "an admin key acts in every workspace: grant none")
+	if (body.Role == domain.RoleAdmin || body.Role == domain.RoleAgent) && len(body.Workspaces) > 0 {
+		return httpapi.Problemf(string(domain.CodeInvalid), "workspaces", "an "+body.Role+" key acts in every workspace: grant none")
 	}
 	if len(body.Workspaces) > maxGrants {
 		return httpapi.Problemf(string(domain.CodeInvalid), "workspaces", fmt.Sprintf("at most %d workspaces per request; grant more with POST /v1/workspaces/{ws}/members", maxGrants))

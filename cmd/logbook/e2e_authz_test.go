@@ -79,6 +79,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	writerA, writerB := key(domain.RoleWriter), key(domain.RoleWriter)
 	reader, auditor := key(domain.RoleReader), key(domain.RoleAuditor)
+	agent := key(domain.RoleAgent) // a service: its tasks are those assigned to agents, none here
 	writerA.memberRole, reader.memberRole, auditor.memberRole = domain.RoleAdmin, domain.RoleReader, domain.RoleAuditor
 
 	// Workspace A: writer A's (its creator), with a reader and an auditor.
@@ -122,7 +123,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			continue
 		}
 		method, path, _ := strings.Cut(route, " ")
-		for _, pr := range []principal{admin, writerA, reader, auditor} {
+		for _, pr := range []principal{admin, writerA, reader, auditor, agent} {
 			for _, own := range []bool{true, false} {
 				ws, task, cmd, sender := wsA, taskA, cmdA, writerA.id
 				if !own {
@@ -158,7 +159,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					roleA, inA := listed[wsA]
 					_, inB := listed[wsB]
 					isAdmin := pr.keyRole == domain.RoleAdmin
-					if !inA || roleA != pr.memberRole || inB != isAdmin {
+					if inA != (isAdmin || pr.memberRole != "") || roleA != pr.memberRole || inB != isAdmin {
 						t.Errorf("%s: listed %v, want workspace A (role %q) and B only for admins", where, listed, pr.memberRole)
 					}
 					if isAdmin && own { // pages: one workspace each, in order, no repeats
@@ -185,7 +186,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("figures: authorization matrix: %d routes × 4 roles × own/other = %d cells", len(routes), cells)
+	t.Logf("figures: authorization matrix: %d routes × 5 roles × own/other = %d cells", len(routes), cells)
 
 	// A denial reads exactly like an unknown workspace.
 	unknown := uuid.NewString()

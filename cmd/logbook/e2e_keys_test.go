@@ -76,6 +76,24 @@ func TestKeysAreEventsAndRevocationReachesEveryInstance(t *testing.T) {
 	admin.must(404, "DELETE", "/v1/keys/key_"+uuid.NewString(), nil)
 	admin.must(409, "DELETE", "/v1/keys/bootstrap-admin", nil)
 
+	// An agent key acts on tasks assigned to an agent, in any workspace,
+	// and on nothing else.
+	agentKey := admin.must(201, "POST", "/v1/keys", map[string]any{"role": "agent", "label": "ai worker"}).str("key")
+	bot := admin.must(201, "POST", "/v1/workspaces/"+other+"/agents", map[string]any{"name": "bot", "role": "writer",
+		"model": "m", "instructions": "be brief"}, wait, "wait=30").str("agent_id")
+	task := admin.must(201, "POST", "/v1/workspaces/"+other+"/tasks", map[string]any{"title": "t", "assignee": bot}, wait, "wait=30").str("task_id")
+	byHand := admin.must(201, "POST", "/v1/workspaces/"+other+"/tasks", map[string]any{"title": "t"}, wait, "wait=30").str("task_id")
+	worker := newClient(t, api2.URL, agentKey)
+	eventually(t, 5*time.Second, "the agent key works on the other instance", func() bool {
+		return worker.do("GET", "/v1/workspaces/"+other, nil).Status == 403
+	})
+	worker.must(200, "POST", "/v1/workspaces/"+other+"/tasks/"+task+"/start", nil, wait, "wait=30")
+	worker.must(200, "POST", "/v1/workspaces/"+other+"/tasks/"+task+"/result", map[string]any{"attempt": 1, "output": "done",
+		"usage": map[string]any{"prompt_tokens": 3, "completion_tokens": 2}}, wait, "wait=30")
+	worker.must(403, "POST", "/v1/workspaces/"+other+"/tasks/"+byHand+"/start", nil, wait, "wait=30")
+	worker.must(403, "POST", "/v1/workspaces/"+other+"/tasks", map[string]any{"title": "t"}, wait, "wait=30")
+	worker.must(403, "GET", "/v1/workspaces/"+other+"/tasks/"+task, nil)
+
 	// The key's issue and revocation are in the key registry's trail.
 	trail := admin.must(200, "GET", "/v1/keys/events", nil)
 	if !strings.Contains(string(trail.Raw), `"key.issued"`) || !strings.Contains(string(trail.Raw), `"key.revoked"`) {

@@ -23,7 +23,7 @@ func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("keys create", stderr)
 	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL")
 	key := fs.String("key", env("LOGBOOK_API_KEY", ""), "an admin API key")
-	role := fs.String("role", "", "admin, writer, reader or auditor")
+	role := fs.String("role", "", "admin, writer, reader, auditor or agent")
 	label := fs.String("label", "", "what the key is for")
 	var workspaces stringList
 	fs.Var(&workspaces, "workspace", "grant the key this workspace, with its role (repeatable)")
@@ -34,7 +34,7 @@ func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("--key (or LOGBOOK_API_KEY) is required: an admin key, such as the one `logbook dev` printed")
 	}
 	if *role == "" {
-		return fmt.Errorf("--role is required: admin, writer, reader or auditor")
+		return fmt.Errorf("--role is required: admin, writer, reader, auditor or agent")
 	}
 	req := map[string]any{"role": *role, "label": *label}
 	if len(workspaces) > 0 {
