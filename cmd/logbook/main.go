@@ -20,6 +20,10 @@ Usage:
   logbook replay [--since RFC3339 | --from-beginning] [--workspace ID]
                                                  events as JSON lines on stdout
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
+  logbook audit export --workspace ID [--out FILE] [--url URL] [--key KEY]
+                                                 a workspace's event trail as an export file (JSON lines), over HTTP
+  logbook audit verify --file F                  check an export offline: every hash, seq from 1, complete;
+                                                 names the first broken event, non-zero exit on a break
   logbook keys create --role ROLE [--id ID]      create an API key (printed once)
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
@@ -28,7 +32,8 @@ Usage:
 
 Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
-LOGBOOK_DATA. Flags override the environment.
+LOGBOOK_DATA; LOGBOOK_URL and LOGBOOK_API_KEY for the tools that call the HTTP
+API (loadgen, audit export). Flags override the environment.
 `
 
 func main() {
@@ -51,11 +56,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "replay":
 		err = runReplay(ctx, args[1:], stdout, stderr)
 	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
+		switch {
+		case len(args) >= 2 && args[1] == "verify":
+			return runAuditVerify(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "export":
+			err = runAuditExport(ctx, args[2:], stdout, stderr)
+		default:
 			fmt.Fprint(stderr, usage)
 			return 2
 		}
-		return runAuditVerify(ctx, args[2:], stdout, stderr)
 	case "keys":
 		if len(args) < 2 || args[1] != "create" {
 			fmt.Fprint(stderr, usage)
