@@ -33,6 +33,8 @@ const (
 type Queries struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// exportPageSize is ExportPage; tests make it smaller.
+	exportPageSize int
 }
 
 // NewQueries builds the query side.
@@ -40,7 +42,7 @@ func NewQueries(pool *pgxpool.Pool, log *slog.Logger) *Queries {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Queries{pool: pool, log: log}
+	return &Queries{pool: pool, log: log, exportPageSize: ExportPage}
 }
 
 // Routes mounts the query routes on r (already authenticated).
@@ -50,6 +52,7 @@ func (q *Queries) Routes(r chi.Router) {
 	r.Get("/v1/workspaces/{ws}/tasks", q.guard(domain.PermRead, q.listTasks))
 	r.Get("/v1/workspaces/{ws}/tasks/{task}", q.guard(domain.PermRead, q.getTask))
 	r.Get("/v1/workspaces/{ws}/events", q.guard(domain.PermAudit, q.listEvents))
+	r.Get("/v1/workspaces/{ws}/events/export", q.guard(domain.PermAudit, q.exportEvents))
 	r.Get("/v1/commands/{id}", q.getCommand)
 	r.Get("/v1/keys", q.listKeys)
 	r.Get("/v1/keys/events", q.listKeyEvents)
@@ -464,11 +467,27 @@ type EventPage struct {
 	NextAfterSeq *int64 `json:"next_after_seq,omitempty"`
 }
 
-// EventView is an event of the trail, as stored and hashed.
-type EventView struct {
-	schemas.EventEnvelope
-	LogPartition int32 `json:"log_partition"`
-	LogOffset    int64 `json:"log_offset"`
+// EventView is an event of the trail, as stored and hashed; exports hold
+// the same lines.
+type EventView = schemas.TrailEvent
+
+// eventColumns are what scanEvent reads, in its order.
+const eventColumns = `workspace_id, seq, id, type, version, aggregate_type, aggregate_id,
+	aggregate_version, command_id, coalesce(correlation_id, ''), actor_id, actor_role, occurred_at, payload::text,
+	prev_hash, hash, log_partition, log_offset`
+
+// scanEvent reads a row of eventColumns. The payload is the stored text (a
+// json column keeps it as written), so the hash recomputes from it.
+func scanEvent(row pgx.Rows) (EventView, error) {
+	var v EventView
+	var payload string
+	e := &v.EventEnvelope
+	err := row.Scan(&e.WorkspaceID, &e.Seq, &e.ID, &e.Type, &e.Version, &e.Aggregate.Type, &e.Aggregate.ID,
+		&e.Aggregate.Version, &e.CommandID, &e.CorrelationID, &e.Actor.ID, &e.Actor.Role, &e.OccurredAt,
+		&payload, &e.PrevHash, &e.Hash, &v.LogPartition, &v.LogOffset)
+	e.Payload = json.RawMessage(payload)
+	e.OccurredAt = e.OccurredAt.UTC()
+	return v, err
 }
 
 func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
@@ -517,21 +536,8 @@ func (q *Queries) trail(w http.ResponseWriter, r *http.Request, ws string, limit
 			return
 		}
 	}
-	events, err := collect(ctx, q.pool, `SELECT workspace_id, seq, id, type, version, aggregate_type, aggregate_id,
-		aggregate_version, command_id, coalesce(correlation_id, ''), actor_id, actor_role, occurred_at, payload::text,
-		prev_hash, hash, log_partition, log_offset
-		FROM events WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, []any{ws, after, limit},
-		func(row pgx.Rows) (EventView, error) {
-			var v EventView
-			var payload string
-			e := &v.EventEnvelope
-			err := row.Scan(&e.WorkspaceID, &e.Seq, &e.ID, &e.Type, &e.Version, &e.Aggregate.Type, &e.Aggregate.ID,
-				&e.Aggregate.Version, &e.CommandID, &e.CorrelationID, &e.Actor.ID, &e.Actor.Role, &e.OccurredAt,
-				&payload, &e.PrevHash, &e.Hash, &v.LogPartition, &v.LogOffset)
-			e.Payload = json.RawMessage(payload)
-			e.OccurredAt = e.OccurredAt.UTC()
-			return v, err
-		})
+	events, err := collect(ctx, q.pool, `SELECT `+eventColumns+`
+		FROM events WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, []any{ws, after, limit}, scanEvent)
 	if err != nil {
 		q.fail(w, r, err)
 		return

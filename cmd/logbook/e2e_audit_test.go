@@ -2,14 +2,19 @@ package main_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/internal/kafkatest"
@@ -123,5 +128,124 @@ func TestReplayAndAuditVerify(t *testing.T) {
 		r := c.do("GET", "/v1/workspaces/"+wsB, nil)
 		return r.Status == 200 && r.str("name") == "b2" && r.Body["last_seq"].(float64) == 2
 	})
+	p.stop()
+}
+
+// TestAuditExportVerifiesOffline: an auditor of a workspace exports its
+// trail through the binary; the file verifies offline, with no broker or
+// database; one changed letter of a task title, or the chain head cut off,
+// fails verification naming the place. An auditor of another workspace
+// gets the 404 an unknown workspace gets.
+func TestAuditExportVerifiesOffline(t *testing.T) {
+	dir := t.TempDir()
+	p := startDev(t, dir)
+	admin := newClient(t, p.URL, p.Key)
+	wsA := admin.must(201, "POST", "/v1/workspaces", map[string]any{"name": "audited"}, wait, "wait=10").str("workspace_id")
+	wsB := admin.must(201, "POST", "/v1/workspaces", map[string]any{"name": "elsewhere"}, wait, "wait=10").str("workspace_id")
+	_, keyA := createKey(t, p, "auditor", wsA)
+	_, keyB := createKey(t, p, "auditor", wsB)
+	var tasks []string
+	for _, title := range []string{"Quarterly report", "Vendor review", "Backlog triage"} {
+		tasks = append(tasks, admin.must(201, "POST", "/v1/workspaces/"+wsA+"/tasks",
+			map[string]any{"title": title, "input": "details <b> & é", "priority": 2}, wait, "wait=10").str("task_id"))
+	}
+	cancelled := admin.must(200, "POST", "/v1/workspaces/"+wsA+"/tasks/"+tasks[0]+"/cancel", map[string]any{"reason": "duplicate"}, wait, "wait=10")
+	evs, _ := cancelled.Body["events"].([]any)
+	if len(evs) == 0 {
+		t.Fatalf("cancel: no events: %s", cancelled.Raw)
+	}
+	lastSeq := evs[len(evs)-1].(map[string]any)["seq"].(float64)
+	eventually(t, 30*time.Second, "the trail projected", func() bool {
+		return admin.do("GET", "/v1/workspaces/"+wsA, nil).Body["last_seq"] == lastSeq
+	})
+
+	run := func(key string, args ...string) (stdout, stderr string, code int) {
+		t.Helper()
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), "LOGBOOK_API_KEY="+key, "LOGBOOK_URL="+p.URL)
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit):
+			code = exit.ExitCode()
+		case err != nil:
+			t.Fatalf("logbook %v: %v", args, err)
+		}
+		return out.String(), errOut.String(), code
+	}
+	files := t.TempDir()
+	file := filepath.Join(files, "audited.ndjson")
+	if _, errOut, code := run(keyA, "audit", "export", "--workspace", wsA, "--out", file); code != 0 ||
+		!strings.Contains(errOut, fmt.Sprintf("exported %d events of workspace %s", int(lastSeq), wsA)) {
+		t.Fatalf("audit export: exit %d\n%s", code, errOut)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export file: %v, %v", fi, err)
+	}
+	verify := func(path string) (string, int) {
+		t.Helper()
+		out, errOut, code := run("", "audit", "verify", "--file", path)
+		return out + errOut, code
+	}
+	if out, code := verify(file); code != 0 || !strings.Contains(out, fmt.Sprintf("verified export of workspace %s: %d events", wsA, int(lastSeq))) {
+		t.Fatalf("audit verify --file on the export: exit %d\n%s", code, out)
+	}
+	// To stdout: the same events.
+	stdout, _, code := run(keyA, "audit", "export", "--workspace", wsA)
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || strings.Count(stdout, "\n") != strings.Count(string(raw), "\n") {
+		t.Fatalf("export to stdout: exit %d, %d lines, want %d", code, strings.Count(stdout, "\n"), strings.Count(string(raw), "\n"))
+	}
+
+	// One letter of a task title.
+	at := bytes.Index(raw, []byte("Vendor review"))
+	lineStart := bytes.LastIndexByte(raw[:at], '\n') + 1
+	var ev schemas.EventEnvelope
+	if err := json.Unmarshal(raw[lineStart:lineStart+bytes.IndexByte(raw[lineStart:], '\n')], &ev); err != nil {
+		t.Fatal(err)
+	}
+	tampered := bytes.Clone(raw)
+	tampered[at] = 'v'
+	tamperedFile := filepath.Join(files, "tampered.ndjson")
+	if err := os.WriteFile(tamperedFile, tampered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("BROKEN seq %d (event %s): hash does not match", ev.Seq, ev.ID)
+	if out, code := verify(tamperedFile); code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("a changed title: exit %d, want 1 and %q:\n%s", code, want, out)
+	}
+	// The last line cut off.
+	cut := raw[:bytes.LastIndexByte(raw[:len(raw)-1], '\n')+1]
+	cutFile := filepath.Join(files, "cut.ndjson")
+	if err := os.WriteFile(cutFile, cut, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := verify(cutFile); code != 1 || !strings.Contains(out, "truncated") {
+		t.Fatalf("a truncated export: exit %d\n%s", code, out)
+	}
+
+	// Another workspace's auditor: the 404 of an unknown workspace.
+	other := filepath.Join(files, "other.ndjson")
+	if _, errOut, code := run(keyB, "audit", "export", "--workspace", wsA, "--out", other); code == 0 ||
+		!strings.Contains(errOut, "404 Not Found: workspace not found") {
+		t.Fatalf("export by another workspace's auditor: exit %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Fatalf("a refused export left a file: %v", err)
+	}
+	path := "/v1/workspaces/%s/events/export"
+	hidden := newClient(t, p.URL, keyB).do("GET", fmt.Sprintf(path, wsA), nil)
+	missing := newClient(t, p.URL, keyB).do("GET", fmt.Sprintf(path, uuid.NewString()), nil)
+	if hidden.Status != 404 || string(hidden.Raw) != string(missing.Raw) {
+		t.Fatalf("another tenant's export answers %d %s, an unknown one %d %s", hidden.Status, hidden.Raw, missing.Status, missing.Raw)
+	}
+	if r := newClient(t, p.URL, keyB).do("GET", fmt.Sprintf(path, wsB), nil); r.Status != 200 {
+		t.Fatalf("its own workspace's export: %d", r.Status)
+	}
 	p.stop()
 }

@@ -40,6 +40,7 @@ var routeNeeds = map[string]domain.Permission{
 	"GET /v1/workspaces/{ws}/tasks":                  domain.PermRead,
 	"GET /v1/workspaces/{ws}/tasks/{task}":           domain.PermRead,
 	"GET /v1/workspaces/{ws}/events":                 domain.PermAudit,
+	"GET /v1/workspaces/{ws}/events/export":          domain.PermAudit,
 	"GET /v1/commands/{id}":                          permSender,
 	"GET /v1/workspaces":                             permList,
 	"GET /v1/keys":                                   permKeys,

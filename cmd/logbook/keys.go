@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,12 +17,21 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
+// issuedKey is the part of POST /v1/keys' answer the CLI prints.
+type issuedKey struct {
+	ID, Key, Role, Status string
+	Grants                []struct {
+		WorkspaceID string `json:"workspace_id"`
+		Status      string
+		Reason      string
+	}
+}
+
 // runKeysCreate issues a key through the API, as an admin: the key is an
 // event in the log, and so is each workspace grant.
 func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("keys create", stderr)
-	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL")
-	key := fs.String("key", env("LOGBOOK_API_KEY", ""), "an admin API key")
+	base, key := apiFlags(fs)
 	role := fs.String("role", "", "admin, writer, reader, auditor or agent")
 	label := fs.String("label", "", "what the key is for")
 	var workspaces stringList
@@ -30,48 +39,24 @@ func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *key == "" {
-		return fmt.Errorf("--key (or LOGBOOK_API_KEY) is required: an admin key, such as the one `logbook dev` printed")
-	}
 	if *role == "" {
-		return fmt.Errorf("--role is required: admin, writer, reader, auditor or agent")
+		return errors.New("--role is required: admin, writer, reader, auditor or agent")
 	}
-	req := map[string]any{"role": *role, "label": *label}
-	if len(workspaces) > 0 {
-		req["workspaces"] = []string(workspaces)
-	}
-	body, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*base, "/")+"/v1/keys", bytes.NewReader(body))
+	cl, err := newAPIClient(*base, *key, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	hreq.Header.Set("Authorization", "Bearer "+*key)
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hreq)
+	body := map[string]any{"role": *role, "label": *label}
+	if len(workspaces) > 0 {
+		body["workspaces"] = []string(workspaces)
+	}
+	resp, err := cl.do(ctx, http.MethodPost, "/v1/keys", body)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusAccepted {
-		var prob struct{ Title, Detail string }
-		_ = json.Unmarshal(raw, &prob)
-		return fmt.Errorf("POST /v1/keys: %s: %s %s", resp.Status, prob.Title, prob.Detail)
-	}
-	var out struct {
-		ID, Key, Role, Status string
-		Grants                []struct {
-			WorkspaceID string `json:"workspace_id"`
-			Status      string
-			Reason      string
-		}
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
+	var out issuedKey
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
 		return fmt.Errorf("POST /v1/keys: %w", err)
 	}
 	fmt.Fprintf(stdout, "id: %s\nrole: %s\nkey (shown once): %s\n", out.ID, out.Role, out.Key)

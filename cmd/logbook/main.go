@@ -20,6 +20,10 @@ Usage:
   logbook replay [--since RFC3339 | --from-beginning] [--workspace ID]
                                                  events as JSON lines on stdout
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
+  logbook audit export --workspace ID [--out FILE] [--url URL] [--key KEY]
+                                                 a workspace's event trail as an export file (JSON lines), over HTTP
+  logbook audit verify --file F                  check an export offline: every hash, seq from 1, complete;
+                                                 names the first broken event, non-zero exit on a break
   logbook keys create --role ROLE [--workspace ID]... [--label L] [--url URL] [--key ADMIN_KEY]
                                                  issue an API key through the API (printed once)
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
@@ -31,8 +35,9 @@ Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
 LOGBOOK_DATA, LOGBOOK_AUTH_FAILURES_PER_MINUTE (failed authentications a
 source address may have in a minute before all its requests get 429 for a
-minute; default 30, 0 turns it off). Tools that call the API read
-LOGBOOK_URL and LOGBOOK_API_KEY. Flags override the environment.
+minute; default 30, 0 turns it off); LOGBOOK_URL and LOGBOOK_API_KEY for the
+tools that call the HTTP API (keys create, audit export, loadgen). Flags
+override the environment.
 `
 
 func main() {
@@ -55,11 +60,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "replay":
 		err = runReplay(ctx, args[1:], stdout, stderr)
 	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
+		switch {
+		case len(args) >= 2 && args[1] == "verify":
+			return runAuditVerify(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "export":
+			err = runAuditExport(ctx, args[2:], stdout, stderr)
+		default:
 			fmt.Fprint(stderr, usage)
 			return 2
 		}
-		return runAuditVerify(ctx, args[2:], stdout, stderr)
 	case "keys":
 		if len(args) < 2 || args[1] != "create" {
 			fmt.Fprint(stderr, usage)

@@ -302,6 +302,8 @@ func TestOpenAPIViewSchemas(t *testing.T) {
 		"AgentView":     projections.AgentView{},
 		"TaskView":      projections.TaskView{},
 		"EventView":     projections.EventView{},
+		"ExportHeader":  schemas.ExportHeader{},
+		"ExportHead":    schemas.ExportHead{},
 		"CommandView":   projections.CommandView{},
 		"Problem":       httpapi.Problem{},
 		"AIPolicy":      domain.AIPolicy{},
@@ -356,11 +358,13 @@ func TestOpenAPIViewSchemas(t *testing.T) {
 			AIPolicy: domain.AIPolicy{FallbackMode: domain.FallbackNone}, Members: []domain.Member{{PrincipalID: "k1", Role: "admin"}},
 			Agents:    []projections.AgentView{{ID: "a1", Name: "n", Model: "m", Instructions: &instr, CreatedAt: now}, {ID: "a2", CreatedAt: now}},
 			CreatedAt: now, UpdatedAt: now},
-		"TaskView":    task,
-		"TaskPage":    map[string]any{"tasks": []projections.TaskView{task}, "next_cursor": "0190f7a2-0000-7000-8000-000000000002"},
-		"EventPage":   map[string]any{"events": []projections.EventView{ev}, "next_after_seq": 2},
-		"CommandView": projections.CommandView{CommandID: "c1", Status: "rejected", Code: "conflict", DecidedAt: &now},
-		"Problem":     httpapi.Unavailable("read_only", "down", 5),
+		"TaskView":     task,
+		"TaskPage":     map[string]any{"tasks": []projections.TaskView{task}, "next_cursor": "0190f7a2-0000-7000-8000-000000000002"},
+		"EventPage":    map[string]any{"events": []projections.EventView{ev}, "next_after_seq": 2},
+		"CommandView":  projections.CommandView{CommandID: "c1", Status: "rejected", Code: "conflict", DecidedAt: &now},
+		"ExportHeader": schemas.ExportHeader{Format: schemas.ExportFormat, WorkspaceID: "w1", ExportedAt: now},
+		"ExportHead":   schemas.ExportHead{WorkspaceID: "w1", Seq: 2, Hash: "b", Events: 2},
+		"Problem":      httpapi.Unavailable("read_only", "down", 5),
 	} {
 		b, err := json.Marshal(v)
 		if err != nil {
