@@ -55,7 +55,7 @@ func (q *Queries) Routes(r chi.Router) {
 	r.Get("/v1/workspaces/{ws}/events/export", q.guard(domain.PermAudit, q.exportEvents))
 	r.Get("/v1/commands/{id}", q.getCommand)
 	r.Get("/v1/keys", q.listKeys)
-	r.Get("/v1/keys/events", q.listKeyEvents)
+	r.Get("/v1/audit/keys", q.listKeyEvents)
 	r.Get("/v1/audit/access", q.listAccess)
 }
 

@@ -45,7 +45,7 @@ var routeNeeds = map[string]domain.Permission{
 	"GET /v1/workspaces":                             permList,
 	"GET /v1/keys":                                   permKeys,
 	"GET /v1/audit/access":                           permAccess,
-	"GET /v1/keys/events":                            permKeys,
+	"GET /v1/audit/keys":                             permKeys,
 	"POST /v1/keys":                                  permKeys,
 	"DELETE /v1/keys/{id}":                           permKeys,
 }

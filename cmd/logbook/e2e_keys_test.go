@@ -95,7 +95,7 @@ func TestKeysAreEventsAndRevocationReachesEveryInstance(t *testing.T) {
 	worker.must(403, "GET", "/v1/workspaces/"+other+"/tasks/"+task, nil)
 
 	// The key's issue and revocation are in the key registry's trail.
-	trail := admin.must(200, "GET", "/v1/keys/events", nil)
+	trail := admin.must(200, "GET", "/v1/audit/keys", nil)
 	if !strings.Contains(string(trail.Raw), `"key.issued"`) || !strings.Contains(string(trail.Raw), `"key.revoked"`) {
 		t.Errorf("key registry trail: %s", trail.Raw)
 	}

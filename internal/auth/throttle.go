@@ -75,8 +75,8 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 }
 
 // Middleware goes around Keys.Middleware: a refused source gets 429 with
-// Retry-After; otherwise the request goes on and a 401 answer counts as a
-// failure of its source.
+// Retry-After; otherwise the request goes on, and a 401 to a request that
+// presented a credential counts as a failure of its source.
 func (t *Throttle) Middleware(log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		if t.cfg.Failures <= 0 {
@@ -93,7 +93,10 @@ func (t *Throttle) Middleware(log *slog.Logger) func(http.Handler) http.Handler 
 			}
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
-			if ww.Status() == http.StatusUnauthorized && t.fail(src) {
+			// Only a credential that was presented and refused counts: a
+			// request without one guesses nothing.
+			presented := len(r.Header.Values("Authorization")) > 0
+			if ww.Status() == http.StatusUnauthorized && presented && t.fail(src) {
 				log.Warn("auth: too many failed authentications; refusing the source for a minute",
 					"source", src.String(), "failures", t.cfg.Failures)
 			}

@@ -116,6 +116,17 @@ func TestThrottleCountsOnlyFailedAuthentications(t *testing.T) {
 	}
 	x.fails("192.0.2.1:1000", 1)
 	x.expect("192.0.2.1:1000", "good", http.StatusOK)
+	// A request without credentials is a 401 that guesses nothing.
+	for range 10 {
+		req := httptest.NewRequest(http.MethodGet, "/v1/workspaces", nil)
+		req.RemoteAddr = "192.0.2.1:1000"
+		rec := httptest.NewRecorder()
+		x.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("no credentials: %d, want 401", rec.Code)
+		}
+	}
+	x.expect("192.0.2.1:1000", "good", http.StatusOK)
 	x.fails("192.0.2.1:1000", 1)
 	x.expect("192.0.2.1:1000", "good", http.StatusTooManyRequests)
 }
