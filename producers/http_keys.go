@@ -235,7 +235,7 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
 		}
 	case !decided:
 		w.Header().Set("Location", "/v1/commands/"+env.ID)
-		httpapi.WriteJSON(w, http.StatusAccepted, map[string]any{"command_id": env.ID, "status": "pending", "workspace_id": domain.KeyRegistry})
+		httpapi.WriteJSON(w, http.StatusAccepted, map[string]any{"command_id": env.ID, "status": "pending"})
 	case res.Status == schemas.ResultRejected:
 		a.writeRejection(w, r, res)
 	default:
