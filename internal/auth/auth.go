@@ -90,6 +90,10 @@ type Keys struct {
 	registry Registry
 	log      *slog.Logger
 
+	// refreshing serialises refreshes, so a slow one never replaces a
+	// newer table with an older one.
+	refreshing sync.Mutex
+
 	mu     sync.RWMutex
 	cache  map[[32]byte]Principal
 	ids    map[string]bool      // ids of the keys in cache
@@ -193,6 +197,8 @@ func (k *Keys) RevokeLocal(ctx context.Context, id string) (bool, error) {
 }
 
 func (k *Keys) refresh(ctx context.Context) error {
+	k.refreshing.Lock()
+	defer k.refreshing.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := k.pool.Query(ctx, `SELECT id, hash, role FROM api_keys WHERE revoked_at IS NULL`)
