@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -314,6 +315,9 @@ func queryParam(r *http.Request, name string) (string, bool, error) {
 		return "", false, domain.Invalid(name, "%s is given %d times: give it once", name, len(vs))
 	case vs[0] == "":
 		return "", false, domain.Invalid(name, "%s is empty: leave it out for the default", name)
+	case !utf8.ValidString(vs[0]):
+		// Postgres would refuse it as a parameter: no value of ours is such text.
+		return "", false, domain.Invalid(name, "%s must be valid UTF-8", name)
 	}
 	return vs[0], true, nil
 }

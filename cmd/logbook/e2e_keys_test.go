@@ -60,6 +60,10 @@ func TestKeysAreEventsAndRevocationReachesEveryInstance(t *testing.T) {
 		}
 	}
 
+	// A cursor no key id can be (not UTF-8, too long) is refused, never a 500.
+	admin.must(422, "GET", "/v1/keys?cursor=%FF", nil)
+	admin.must(422, "GET", "/v1/keys?cursor="+strings.Repeat("k", 401), nil)
+
 	// Revoked through one instance: refused by both within 5 s.
 	began := time.Now()
 	admin.must(204, "DELETE", "/v1/keys/"+id, nil)
