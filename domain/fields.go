@@ -25,12 +25,12 @@ func checkTaskID(p TaskTarget) error {
 
 var memberRoles = []string{RoleAdmin, RoleWriter, RoleReader, RoleAuditor}
 
-// KeyRoles are the roles a key may have: a member's, or the agent service's.
-var KeyRoles = []string{RoleAdmin, RoleWriter, RoleReader, RoleAuditor, RoleAgent}
+// keyRoles are the roles a key may have: a member's, or the agent service's.
+var keyRoles = []string{RoleAdmin, RoleWriter, RoleReader, RoleAuditor, RoleAgent}
 
 func checkKeyRole(role string) error {
-	if !slices.Contains(KeyRoles, role) {
-		return Invalid("role", "must be one of %s", strings.Join(KeyRoles, ", "))
+	if !slices.Contains(keyRoles, role) {
+		return Invalid("role", "must be one of %s", strings.Join(keyRoles, ", "))
 	}
 	return nil
 }

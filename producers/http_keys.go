@@ -61,15 +61,6 @@ type IssuedKey struct {
 	Grants    []Grant `json:"grants"`
 }
 
-// requireAdmin answers 403 unless the caller holds an admin key.
-func requireAdmin(r *http.Request) (auth.Principal, error) {
-	p, _ := auth.FromContext(r.Context())
-	if p.Role != auth.RoleAdmin {
-		return p, domain.ForbiddenError("key role %q may not manage keys", p.Role)
-	}
-	return p, nil
-}
-
 // keyWaitFor is Prefer: wait when the client sent one, else keyWait.
 func (a *API) keyWaitFor(r *http.Request) (time.Duration, error) {
 	if len(r.Header.Values("Prefer")) == 0 {
@@ -86,7 +77,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
 	}
-	p, err := requireAdmin(r)
+	p, err := auth.RequireAdmin(r.Context())
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return
@@ -192,7 +183,7 @@ func (a *API) grantKey(r *http.Request, p auth.Principal, keyID string, body Key
 // revokeKey revokes a key: key.revoke in the registry, or in place for a
 // key kept outside the log.
 func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
-	p, err := requireAdmin(r)
+	p, err := auth.RequireAdmin(r.Context())
 	if err != nil {
 		httpapi.WriteError(w, r, a.cfg.Logger, err)
 		return

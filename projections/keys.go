@@ -92,8 +92,8 @@ type KeyPage struct {
 // live in the auth package's api_keys table, read here so one list shows
 // every key that may authenticate.
 func (q *Queries) listKeys(w http.ResponseWriter, r *http.Request) {
-	if pr, _ := auth.FromContext(r.Context()); pr.Role != auth.RoleAdmin {
-		q.fail(w, r, domain.ForbiddenError("key role %q may not manage keys", pr.Role))
+	if _, err := auth.RequireAdmin(r.Context()); err != nil {
+		q.fail(w, r, err)
 		return
 	}
 	limit, err := pageSize(r)

@@ -505,8 +505,8 @@ func (q *Queries) listEvents(w http.ResponseWriter, r *http.Request) {
 
 // listKeyEvents is the key registry's trail: every key issued and revoked.
 func (q *Queries) listKeyEvents(w http.ResponseWriter, r *http.Request) {
-	if pr, _ := auth.FromContext(r.Context()); pr.Role != auth.RoleAdmin {
-		q.fail(w, r, domain.ForbiddenError("key role %q may not manage keys", pr.Role))
+	if _, err := auth.RequireAdmin(r.Context()); err != nil {
+		q.fail(w, r, err)
 		return
 	}
 	limit, err := pageSize(r)

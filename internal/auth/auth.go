@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/httpapi"
 	"github.com/logbook-dev/logbook/internal/pg"
 )
@@ -60,6 +61,16 @@ type ctxKey struct{}
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(ctxKey{}).(Principal)
 	return p, ok
+}
+
+// RequireAdmin returns the request's principal, or a forbidden error
+// unless it holds an admin key: keys are the admin's alone.
+func RequireAdmin(ctx context.Context) (Principal, error) {
+	p, _ := FromContext(ctx)
+	if p.Role != RoleAdmin {
+		return p, domain.ForbiddenError("key role %q may not manage keys", p.Role)
+	}
+	return p, nil
 }
 
 // WithPrincipal returns ctx carrying p.
