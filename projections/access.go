@@ -137,11 +137,8 @@ func (q *Queries) listAccess(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	page := AccessPage{Records: records}
-	if len(records) > limit {
-		page.Records = records[:limit]
-		page.NextCursor = strconv.FormatInt(records[limit-1].Seq, 10)
-	}
+	var page AccessPage
+	page.Records, page.NextCursor = pageOf(records, limit, func(v AccessView) string { return strconv.FormatInt(v.Seq, 10) })
 	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 

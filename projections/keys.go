@@ -127,10 +127,7 @@ func (q *Queries) listKeys(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	page := KeyPage{Keys: keys}
-	if len(keys) > limit {
-		page.Keys = keys[:limit]
-		page.NextCursor = keys[limit-1].ID
-	}
+	var page KeyPage
+	page.Keys, page.NextCursor = pageOf(keys, limit, func(k KeySummary) string { return k.ID })
 	httpapi.WriteJSON(w, http.StatusOK, page)
 }

@@ -334,6 +334,15 @@ func cursorParam(r *http.Request) (string, error) {
 	return cursor, err
 }
 
+// pageOf cuts rows read with LIMIT limit+1 to one page, with the cursor of
+// the next page ("" after the last).
+func pageOf[T any](rows []T, limit int, cursor func(T) string) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	return rows[:limit], cursor(rows[limit-1])
+}
+
 // pageSize reads ?limit=, 1..MaxPageSize.
 func pageSize(r *http.Request) (int, error) {
 	s, ok, err := queryParam(r, "limit")
@@ -400,11 +409,8 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	page := TaskPage{Tasks: tasks}
-	if len(tasks) > limit {
-		page.Tasks = tasks[:limit]
-		page.NextCursor = tasks[limit-1].ID
-	}
+	var page TaskPage
+	page.Tasks, page.NextCursor = pageOf(tasks, limit, func(t TaskView) string { return t.ID })
 	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
@@ -456,11 +462,8 @@ func (q *Queries) listWorkspaces(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, err)
 		return
 	}
-	page := WorkspacePage{Workspaces: spaces}
-	if len(spaces) > limit {
-		page.Workspaces = spaces[:limit]
-		page.NextCursor = spaces[limit-1].ID
-	}
+	var page WorkspacePage
+	page.Workspaces, page.NextCursor = pageOf(spaces, limit, func(v WorkspaceSummary) string { return v.ID })
 	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
