@@ -101,16 +101,29 @@ func validateCommand[P payload[P]](cmd Command) error {
 	if !ok {
 		return payloadMismatch(cmd)
 	}
-	if err := checkWorkspaceID(cmd); err != nil {
+	if err := checkTarget(cmd, p); err != nil {
 		return err
-	}
-	if t, ok := any(p).(TaskTarget); ok {
-		if err := checkTaskID(t); err != nil {
-			return err
-		}
 	}
 	_, err := p.validate()
 	return err
+}
+
+// checkTarget checks the ids a command names: the key registry and a key
+// id for key commands, else a workspace id and, for task commands, a task id.
+func checkTarget(cmd Command, p any) error {
+	if k, ok := p.(KeyTarget); ok {
+		if err := checkRegistry(cmd); err != nil {
+			return err
+		}
+		return checkID("key_id", k.TargetKey())
+	}
+	if err := checkWorkspaceID(cmd); err != nil {
+		return err
+	}
+	if t, ok := p.(TaskTarget); ok {
+		return checkTaskID(t)
+	}
+	return nil
 }
 
 // onWorkspace runs the checks every command on an existing workspace shares,

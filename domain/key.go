@@ -53,20 +53,7 @@ func keyUseCase[P keyPayload[P]](decide func(*Key, P, *emitter) error) useCase {
 		decide: func(s State, cmd Command, now time.Time) ([]Event, error) {
 			return onKey(s, cmd, now, decide)
 		},
-		validate: func(cmd Command) error {
-			p, ok := payloadAs[P](cmd.Payload)
-			if !ok {
-				return payloadMismatch(cmd)
-			}
-			if err := checkRegistry(cmd); err != nil {
-				return err
-			}
-			if err := checkID("key_id", p.TargetKey()); err != nil {
-				return err
-			}
-			_, err := p.validate()
-			return err
-		},
+		validate: validateCommand[P],
 	}
 }
 
