@@ -25,7 +25,10 @@ type Mode string
 
 // Modes.
 const (
-	// Healthy answers 200 with a completion derived from the prompt.
+	// Healthy answers 200 with a completion derived from the prompt (see
+	// Answer), its usage and the requested model. A request that is not
+	// JSON, or has no model or no messages, gets a 400 instead, counted
+	// under BadRequest (so does one in Slow).
 	Healthy Mode = "healthy"
 	// Slow answers like Healthy after the delay set by SetDelay.
 	Slow Mode = "slow"
