@@ -150,6 +150,15 @@ func (m *Main) Run(ctx context.Context) error {
 		}, func() float64 { return float64(len(m.health.stuckRestores())) }))
 		goRun("decider", d.Run)
 	}
+	if c.hasRole("agent") {
+		w, err := m.newAgent()
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		m.reg.MustRegister(agentCollector{w})
+		goRun("agent", w.Run)
+	}
 	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
 	// Each second: a revoked key stops working on every API instance within
 	// a second of its revocation reaching the keys read model.
@@ -195,6 +204,17 @@ func (m *Main) Run(ctx context.Context) error {
 			Help: "Commands appended but not yet decided: the backpressure admission control reads.",
 		}, func() float64 { l, _, _ := lag.Lag(); return float64(l) }))
 		goRun("lag", func(ctx context.Context) error { lag.Run(ctx, time.Second); return nil })
+		agentLag, err := kafka.NewLagMonitor(c.Kafka, c.AI.Agent.Group, c.Kafka.Topics().Events, m.Log)
+		if err != nil {
+			return err
+		}
+		defer agentLag.Close()
+		m.health.agentLag = agentLag
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "logbook_agent_lag_events",
+			Help: "Events the AI agent worker has not handled yet: its backlog, which grows while a provider is down.",
+		}, func() float64 { l, _, _ := agentLag.Lag(); return float64(l) }))
+		goRun("agent lag", func(ctx context.Context) error { agentLag.Run(ctx, 2*time.Second); return nil })
 		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
 		queries := projections.NewQueries(m.pool, m.Log)
 		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),
@@ -374,6 +394,8 @@ type health struct {
 	lag           *kafka.LagMonitor // nil unless the api role runs
 	stalls        atomic.Pointer[projections.StallSummary]
 	restores      func() []decider.RestoreStatus // nil unless the decider role runs
+	ai            atomic.Pointer[aiHealth]
+	agentLag      *kafka.LagMonitor // nil unless the api role runs
 }
 
 // restoreLimit is how long a decider state restore may run before it
@@ -428,6 +450,7 @@ func (h *health) run(ctx context.Context) {
 		h.pgOK.Store(perr == nil)
 		if perr == nil {
 			h.probeStalls(ctx)
+			h.probeAI(ctx)
 		}
 		h.checkedAt.Store(time.Now().UnixMilli())
 		select {
@@ -466,6 +489,8 @@ func (h *health) level() level {
 		return levelQueriesDegraded
 	case len(h.stuckRestores()) > 0:
 		return levelDecisionsDelayed
+	case h.aiDegraded():
+		return levelAIDegraded
 	}
 	return levelFull
 }
@@ -487,6 +512,7 @@ func (h *health) status() map[string]any {
 		lag, drain, fresh := h.lag.Lag()
 		s["decider"] = map[string]any{"lag": lag, "drain_per_second": drain, "fresh": fresh}
 	}
+	s["ai"] = h.aiStatus()
 	return s
 }
 

@@ -32,6 +32,8 @@ type Config struct {
 	// address may have in a minute before its requests get 429 (0 or
 	// less: off).
 	AuthFailuresPerMinute int
+	// AI configures the agent role.
+	AI AIConfig
 }
 
 func env(name, def string) string {
@@ -47,7 +49,7 @@ func baseConfig() (Config, error) {
 		DatabaseURL: env("LOGBOOK_DATABASE_URL", ""),
 		HTTPAddr:    env("LOGBOOK_HTTP_ADDR", "127.0.0.1:8080"),
 		AdminKey:    auth.Secret(env("LOGBOOK_ADMIN_KEY", "")),
-		Roles:       splitList(env("LOGBOOK_ROLES", "api,decider,projector")),
+		Roles:       splitList(env("LOGBOOK_ROLES", "api,decider,projector,agent")),
 
 		AuthFailuresPerMinute: auth.DefaultFailuresPerMinute,
 	}
@@ -84,6 +86,10 @@ func baseConfig() (Config, error) {
 		}
 		c.AuthFailuresPerMinute = n
 	}
+	var err error
+	if c.AI, err = aiConfig(); err != nil {
+		return c, err
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(env("LOGBOOK_LOG_LEVEL", "info"))); err != nil {
 		return c, fmt.Errorf("LOGBOOK_LOG_LEVEL: %w", err)
 	}
@@ -111,15 +117,15 @@ func (c Config) hasRole(r string) bool {
 	return false
 }
 
-var knownRoles = map[string]bool{"api": true, "decider": true, "projector": true}
+var knownRoles = map[string]bool{"api": true, "decider": true, "projector": true, "agent": true}
 
 func (c Config) validateRoles() error {
 	if len(c.Roles) == 0 {
-		return errors.New("no roles: choose from api, decider, projector")
+		return errors.New("no roles: choose from api, decider, projector, agent")
 	}
 	for _, r := range c.Roles {
 		if !knownRoles[r] {
-			return fmt.Errorf("unknown role %q: choose from api, decider, projector", r)
+			return fmt.Errorf("unknown role %q: choose from api, decider, projector, agent", r)
 		}
 	}
 	return nil

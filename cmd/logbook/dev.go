@@ -35,7 +35,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.Kafka.Partitions == 0 {
 		cfg.Kafka.Partitions = 6 // one process: fewer partitions, same guarantees
 	}
-	cfg.Roles = []string{"api", "decider", "projector"}
+	cfg.Roles = []string{"api", "decider", "projector", "agent"}
 	log := cfg.logger(stderr)
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 // minute: tests send wrong keys on purpose, more than a client would.
 func devEnv() []string {
 	return []string{"LOGBOOK_ADMIN_KEY=", "LOGBOOK_DATABASE_URL=", "LOGBOOK_KAFKA_BROKERS=", "LOGBOOK_LOG_LEVEL=warn",
-		"LOGBOOK_AUTH_FAILURES_PER_MINUTE=1000"}
+		"LOGBOOK_AUTH_FAILURES_PER_MINUTE=1000", "OPENAI_API_KEY=", "OPENAI_BASE_URL=", "LOGBOOK_AI_PROVIDER="}
 }
 
 func startDev(t *testing.T, dir string) *proc {
@@ -43,7 +43,7 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 	c := newClient(t, p.URL, p.Key)
 
 	const nWS, perWS = 50, 20
-	type ws struct{ id, agent string }
+	type ws struct{ id, agent, member string }
 	spaces := make([]ws, nWS)
 	var mu sync.Mutex
 	var commandIDs []string
@@ -68,13 +68,20 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 		}
 		spaces[i].agent = a.str("agent_id")
 		record(a.str("command_id"))
+		spaces[i].member = fmt.Sprintf("operator-%d", i)
+		m := c.do("POST", "/v1/workspaces/"+spaces[i].id+"/members", map[string]any{"principal_id": spaces[i].member, "role": "writer"}, wait, "wait=10")
+		if m.Status != 200 {
+			t.Errorf("add member: %d %s", m.Status, m.Raw)
+			return
+		}
+		record(m.str("command_id"))
 	})
 	if t.Failed() {
 		t.FailNow()
 	}
 
 	// 1,000 tasks, concurrently, without waiting: 202 and ids.
-	type task struct{ ws, agent, id string }
+	type task struct{ ws, agent, member, id string }
 	tasks := make([]task, nWS*perWS)
 	parallel(len(tasks), 32, func(i int) {
 		s := spaces[i%nWS]
@@ -83,15 +90,16 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 			t.Errorf("create task: %d %s", r.Status, r.Raw)
 			return
 		}
-		tasks[i] = task{s.id, s.agent, r.str("task_id")}
+		tasks[i] = task{s.id, s.agent, s.member, r.str("task_id")}
 		record(r.str("command_id"))
 	})
 	if t.Failed() {
 		t.FailNow()
 	}
 
-	// Move some through their lifecycle: every 4th completed, every 4th+1
-	// cancelled, every 4th+2 assigned, the rest stay pending.
+	// Move some through their lifecycle: every 4th completed by hand,
+	// every 4th+1 cancelled, every 4th+2 assigned to the AI agent (which
+	// completes it with the local provider), the rest stay pending.
 	want := map[string]string{}
 	parallel(len(tasks), 16, func(i int) {
 		tk := tasks[i]
@@ -108,7 +116,7 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 		var status string
 		switch i % 4 {
 		case 0:
-			if !step("/assign", map[string]any{"assignee": tk.agent}) || !step("/start", nil) || !step("/complete", map[string]any{"output": "done"}) {
+			if !step("/assign", map[string]any{"assignee": tk.member}) || !step("/start", nil) || !step("/complete", map[string]any{"output": "done"}) {
 				return
 			}
 			status = "completed"
@@ -121,7 +129,7 @@ func TestEndToEndThousandTasksAcrossFiftyWorkspaces(t *testing.T) {
 			if !step("/assign", map[string]any{"assignee": tk.agent}) {
 				return
 			}
-			status = "assigned"
+			status = "completed"
 		default:
 			status = "pending"
 		}
@@ -257,8 +265,11 @@ func TestConcurrentConflictingTransitionsHaveOneWinner(t *testing.T) {
 	p := startDev(t, t.TempDir())
 	c := newClient(t, p.URL, p.Key)
 	ws := c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "race"}, wait, "wait=10").str("workspace_id")
-	agent := c.must(201, "POST", "/v1/workspaces/"+ws+"/agents", map[string]any{"name": "a", "role": "r", "model": "m"}, wait, "wait=10").str("agent_id")
-	task := c.must(201, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "contended", "assignee": agent}, wait, "wait=10").str("task_id")
+	// Assigned to a member: a task assigned to an AI agent would be started
+	// by the agent worker too.
+	const member = "operator"
+	c.must(200, "POST", "/v1/workspaces/"+ws+"/members", map[string]any{"principal_id": member, "role": "writer"}, wait, "wait=10")
+	task := c.must(201, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "contended", "assignee": member}, wait, "wait=10").str("task_id")
 
 	// 20 clients race to move the same task: 10 start it, 10 cancel it.
 	var ok, conflict, other atomic.Int64
@@ -291,7 +302,7 @@ func TestConcurrentConflictingTransitionsHaveOneWinner(t *testing.T) {
 	})
 
 	// Pure contention: 20 concurrent starts of one assigned task.
-	task2 := c.must(201, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "contended 2", "assignee": agent}, wait, "wait=10").str("task_id")
+	task2 := c.must(201, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "contended 2", "assignee": member}, wait, "wait=10").str("task_id")
 	ok.Store(0)
 	conflict.Store(0)
 	parallel(20, 20, func(int) {

@@ -16,7 +16,7 @@ const usage = `logbook — event-sourced backbone for AI team orchestration
 
 Usage:
   logbook dev [--data DIR] [--http ADDR]         everything in one process (embedded Kafka and Postgres)
-  logbook serve [--roles api,decider,projector]  chosen roles against LOGBOOK_KAFKA_BROKERS and LOGBOOK_DATABASE_URL
+  logbook serve [--roles api,decider,projector,agent]  chosen roles against LOGBOOK_KAFKA_BROKERS and LOGBOOK_DATABASE_URL
   logbook replay [--since RFC3339 | --from-beginning] [--workspace ID]
                                                  events as JSON lines on stdout
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break

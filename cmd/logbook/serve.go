@@ -15,7 +15,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fs := newFlags("serve", stderr)
-	roles := fs.String("roles", strings.Join(cfg.Roles, ","), "roles to run: api, decider, projector")
+	roles := fs.String("roles", strings.Join(cfg.Roles, ","), "roles to run: api, decider, projector, agent")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address (api role)")
 	if err := fs.Parse(args); err != nil {
 		return err

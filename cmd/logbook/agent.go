@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logbook-dev/logbook/consumers/agent"
+	"github.com/logbook-dev/logbook/projections"
+)
+
+// AI providers the agent role can call.
+const (
+	providerOpenAI = "openai"
+	providerLocal  = agent.LocalProvider
+)
+
+// AIConfig configures the agent role.
+type AIConfig struct {
+	// Provider is "openai" or "local"; default openai when OPENAI_API_KEY
+	// or OPENAI_BASE_URL is set, else local.
+	Provider string
+	APIKey   agent.Secret
+	BaseURL  string
+	Agent    agent.Config
+}
+
+// aiConfig reads the agent role's environment.
+func aiConfig() (AIConfig, error) {
+	c := AIConfig{APIKey: agent.Secret(env("OPENAI_API_KEY", "")), BaseURL: env("OPENAI_BASE_URL", "")}
+	def := providerLocal
+	if c.APIKey != "" || c.BaseURL != "" {
+		def = providerOpenAI
+	}
+	c.Provider = env("LOGBOOK_AI_PROVIDER", def)
+	if c.Provider != providerOpenAI && c.Provider != providerLocal {
+		return c, fmt.Errorf("LOGBOOK_AI_PROVIDER must be %q or %q, got %q", providerOpenAI, providerLocal, c.Provider)
+	}
+	a := &c.Agent
+	for _, s := range []struct {
+		name string
+		n    *int
+		d    *time.Duration
+	}{
+		{name: "LOGBOOK_AGENT_CONCURRENCY", n: &a.Concurrency},
+		{name: "LOGBOOK_AGENT_PER_WORKSPACE", n: &a.PerWorkspace},
+		{name: "LOGBOOK_AGENT_WINDOW", n: &a.Window},
+		{name: "LOGBOOK_AGENT_CALL_TIMEOUT", d: &a.CallTimeout},
+		{name: "LOGBOOK_AGENT_HANDLER_TIMEOUT", d: &a.HandlerTimeout},
+		{name: "LOGBOOK_AGENT_RETRY_BACKOFF", d: &a.RetryBackoff},
+		{name: "LOGBOOK_AGENT_BREAKER_DELAY", d: &a.BreakerDelay},
+		{name: "LOGBOOK_AGENT_AUTH_PAUSE", d: &a.AuthPause},
+		{name: "LOGBOOK_AGENT_RAMP", d: &a.Ramp},
+	} {
+		v := env(s.name, "")
+		if v == "" {
+			continue
+		}
+		if s.n != nil {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return c, fmt.Errorf("%s must be a positive integer, got %q", s.name, v)
+			}
+			*s.n = n
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("%s must be a positive duration such as 30s, got %q", s.name, v)
+		}
+		*s.d = d
+	}
+	c.Agent = c.Agent.WithDefaults()
+	return c, c.Agent.Validate()
+}
+
+// newAgent builds the agent role's worker.
+func (m *Main) newAgent() (*agent.Worker, error) {
+	c := m.Config.AI
+	var primary agent.Provider
+	if c.Provider == providerOpenAI {
+		p, err := agent.NewOpenAI(agent.OpenAIConfig{APIKey: c.APIKey, BaseURL: c.BaseURL, Timeout: c.Agent.CallTimeout})
+		if err != nil {
+			return nil, err
+		}
+		primary = p
+	}
+	host, _ := os.Hostname()
+	return agent.New(c.Agent, agent.Deps{
+		Kafka: m.Config.Kafka, Store: agentStore{projections.NewAgentWork(m.pool)},
+		Primary: primary, Local: agent.Local{}, Logger: m.Log,
+		Instance: fmt.Sprintf("%s/%d", host, os.Getpid()),
+	})
+}
+
+// agentCollector exports the worker's provider states and calls.
+type agentCollector struct{ w *agent.Worker }
+
+var (
+	agentProviderStateDesc = prometheus.NewDesc("logbook_ai_provider_state",
+		"AI provider state: 0 closed, 1 half_open, 2 open, 3 paused (key or spend limit refused).", []string{"provider"}, nil)
+	agentProviderTransitionsDesc = prometheus.NewDesc("logbook_ai_provider_transitions_total",
+		"AI provider state changes.", []string{"provider"}, nil)
+	agentCallsDesc = prometheus.NewDesc("logbook_ai_calls_total",
+		"Provider calls made by the agent worker, local ones included.", nil, nil)
+	agentCallLimitDesc = prometheus.NewDesc("logbook_ai_call_limit",
+		"Provider calls the worker lets run at once now (ramps up after an outage).", nil, nil)
+	agentCallsWaitingDesc = prometheus.NewDesc("logbook_ai_calls_waiting",
+		"Attempts waiting for a call slot.", nil, nil)
+)
+
+func (agentCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{agentProviderStateDesc, agentProviderTransitionsDesc, agentCallsDesc,
+		agentCallLimitDesc, agentCallsWaitingDesc} {
+		ch <- d
+	}
+}
+
+func (a agentCollector) Collect(ch chan<- prometheus.Metric) {
+	s := a.w.Status()
+	for _, p := range s.Providers {
+		ch <- prometheus.MustNewConstMetric(agentProviderStateDesc, prometheus.GaugeValue, float64(p.State.Rank()), p.Provider)
+		ch <- prometheus.MustNewConstMetric(agentProviderTransitionsDesc, prometheus.CounterValue, float64(p.Transitions), p.Provider)
+	}
+	ch <- prometheus.MustNewConstMetric(agentCallsDesc, prometheus.CounterValue, float64(s.CallsMade))
+	ch <- prometheus.MustNewConstMetric(agentCallLimitDesc, prometheus.GaugeValue, float64(s.Calls.Limit))
+	ch <- prometheus.MustNewConstMetric(agentCallsWaitingDesc, prometheus.GaugeValue, float64(s.Calls.Waiting))
+}
+
+// agentStore adapts the read models to the worker's Store.
+type agentStore struct{ *projections.AgentWork }
+
+func (s agentStore) Work(ctx context.Context, ws, task string, day time.Time) (agent.Work, bool, error) {
+	w, ok, err := s.AgentWork.Work(ctx, ws, task, day)
+	return agent.Work(w), ok, err
+}
+
+func (s agentStore) Report(ctx context.Context, instance string, providers []agent.ProviderStatus) error {
+	reports := make([]projections.ProviderReport, 0, len(providers))
+	for _, p := range providers {
+		reports = append(reports, projections.ProviderReport{Instance: instance, Provider: p.Provider,
+			State: string(p.State), Reason: string(p.Reason), Since: p.Since, Transitions: p.Transitions})
+	}
+	return s.AgentWork.Report(ctx, reports)
+}

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// retry retries a handler whose provider call failed transiently, at most
+// attempts times, backing off exponentially from base up to max, or for the
+// provider's Retry-After when that is longer. Waits end with the message's
+// context.
+func retry(attempts int, base, max time.Duration, log *slog.Logger) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			backoff := base
+			for i := 0; ; i++ {
+				out, err := h(msg)
+				if err == nil || i >= attempts || !retryable(err) {
+					return out, err
+				}
+				d := backoff
+				if ra := RetryAfter(err); ra > d {
+					d = ra
+				}
+				d = min(d, max)
+				backoff = min(2*backoff, max)
+				log.Debug("retrying AI call", "event_id", msg.UUID, "attempt", i+1, "in", d, "err", err)
+				if !sleep(msg.Context(), d) {
+					return out, err
+				}
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// fair admits each attempt's provider call through the limiter, keyed by
+// the workspace the event belongs to; other events pass straight through.
+func fair(l *limiter) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if msg.Metadata.Get(schemas.HeaderType) != domain.EvTaskAttemptStarted {
+				return h(msg)
+			}
+			release, err := l.acquire(msg.Context(), workspaceOf(msg))
+			if err != nil {
+				return nil, &waitError{reason: "no call slot free", err: err}
+			}
+			defer release()
+			return h(msg)
+		}
+	}
+}
+
+// workspaceOf reads the workspace from the CloudEvents source header.
+func workspaceOf(msg *message.Message) string {
+	return strings.TrimPrefix(msg.Metadata.Get(schemas.HeaderSource), "/logbook/workspaces/")
+}

@@ -1,0 +1,210 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/watermillkafka"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// keyMetadata is the metadata the publisher keys records by.
+const keyMetadata = watermillkafka.PartitionKeyMetadata
+
+// Deps are the worker's collaborators.
+type Deps struct {
+	Kafka kafka.Config
+	Store Store
+	// Primary answers tasks; nil runs every workspace on Local.
+	Primary Provider
+	// Local is the built-in responder: the fallback where a workspace's
+	// policy allows it.
+	Local    Provider
+	Logger   *slog.Logger
+	Instance string // names this process in reports, default the host name
+}
+
+// Worker is the AI agent worker.
+type Worker struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	store   Store
+	primary Provider
+	local   Provider
+	gate    *gate // nil when the primary is the local responder
+	limiter *limiter
+
+	sub    *watermillkafka.Subscriber
+	pub    *watermillkafka.Publisher
+	router *message.Router
+
+	started    time.Time
+	calls      atomic.Int64
+	overBudget atomic.Int64
+}
+
+// New builds a worker; Run starts it.
+func New(cfg Config, d Deps) (*Worker, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil || d.Local == nil || d.Logger == nil {
+		return nil, errors.New("agent: a store, the local responder and a logger are required")
+	}
+	w := &Worker{cfg: cfg, deps: d, log: d.Logger, store: d.Store, primary: d.Primary, local: d.Local,
+		limiter: newLimiter(cfg.Concurrency, cfg.PerWorkspace, cfg.Ramp), started: time.Now().UTC()}
+	if w.primary == nil {
+		w.primary = d.Local
+	} else {
+		w.gate = newGate(w.primary.Name(), cfg, d.Logger, w.limiter.startRamp)
+	}
+	var err error
+	w.sub, err = watermillkafka.NewSubscriber(watermillkafka.SubscriberConfig{
+		Kafka: d.Kafka, ConsumerGroup: cfg.Group, ReadCommitted: true,
+		MaxInFlightPerPartition: cfg.Window,
+		// One task's events in order; tasks side by side.
+		OrderingKey: func(r *kgo.Record) string { return schemas.Header(r, schemas.HeaderSubject) },
+	}, d.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if w.pub, err = watermillkafka.NewPublisher(watermillkafka.PublisherConfig{Kafka: d.Kafka}); err != nil {
+		w.sub.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if w.router, err = w.newRouter(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// newRouter assembles the handler and its middleware, outermost first:
+// correlation id, dead-lettering of what can never succeed (tagged with
+// where it came from), the event's
+// time bound, bounded retries, the fair call limiter, panic recovery.
+func (w *Worker) newRouter() (*message.Router, error) {
+	topics := w.deps.Kafka.Topics()
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 15 * time.Second}, watermill.NewSlogLogger(w.log))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	poison, err := middleware.PoisonQueueWithFilter(w.pub, topics.DLQ, poisonous)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	r.AddMiddleware(
+		middleware.CorrelationID,
+		poison,
+		deadLetterTags,
+		middleware.Timeout(w.cfg.HandlerTimeout),
+		retry(w.cfg.Retries, w.cfg.RetryBackoff, w.cfg.MaxBackoff, w.log),
+		fair(w.limiter),
+		middleware.Recoverer,
+	)
+	r.AddHandler("agent", topics.Events, w.sub, topics.Commands, w.pub, w.handle)
+	return r, nil
+}
+
+// deadLetterTags keys a dead-lettered event by its workspace and says where
+// it came from, as the projector's dead letters do.
+func deadLetterTags(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		out, err := h(msg)
+		if err != nil && poisonous(err) {
+			msg.Metadata.Set(keyMetadata, workspaceOf(msg))
+			msg.Metadata.Set("logbook_consumer", "agent")
+			msg.Metadata.Set("logbook_error", err.Error())
+		}
+		return out, err
+	}
+}
+
+// Run handles events until ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go w.tick(ctx)
+	go w.report(ctx)
+	return w.router.Run(ctx)
+}
+
+// tick lets the limiter admit what its ramp now allows.
+func (w *Worker) tick(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.limiter.tick()
+		}
+	}
+}
+
+// report tells the store this instance's provider states, for the API
+// tier's status, every StatusEvery.
+func (w *Worker) report(ctx context.Context) {
+	t := time.NewTicker(w.cfg.StatusEvery)
+	defer t.Stop()
+	for {
+		if err := w.store.Report(ctx, w.instance(), w.Status().Providers); err != nil && ctx.Err() == nil {
+			w.log.Debug("agent status report failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) instance() string { return w.deps.Instance }
+
+// Status is what the worker shows of itself.
+type Status struct {
+	Providers []ProviderStatus `json:"providers"`
+	Calls     LimiterStatus    `json:"calls"`
+	// CallsMade counts provider calls since start, local ones included.
+	CallsMade int64 `json:"calls_made"`
+	// LeftOverBudget counts assignments left waiting because the workspace
+	// had spent its daily token budget.
+	LeftOverBudget int64 `json:"left_over_budget"`
+}
+
+// Status returns the worker's current state.
+func (w *Worker) Status() Status {
+	s := Status{Calls: w.limiter.snapshot(), CallsMade: w.calls.Load(), LeftOverBudget: w.overBudget.Load()}
+	if w.gate != nil {
+		s.Providers = append(s.Providers, w.gate.snapshot())
+	} else {
+		s.Providers = append(s.Providers, ProviderStatus{Provider: w.local.Name(), State: StateClosed, Since: w.started})
+	}
+	return s
+}
+
+// Close stops the router and closes the clients.
+func (w *Worker) Close() {
+	if w.router != nil {
+		_ = w.router.Close()
+	}
+	if w.sub != nil {
+		_ = w.sub.Close()
+	}
+	if w.pub != nil {
+		_ = w.pub.Close()
+	}
+}
