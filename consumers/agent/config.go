@@ -40,7 +40,8 @@ type Config struct {
 	MaxBackoff   time.Duration
 	// Breaker opens after BreakerFailures failures among the last
 	// BreakerWindow calls (defaults 5 of 10), stays open BreakerDelay
-	// (default 20 s), then lets BreakerProbes calls through (default 2).
+	// (default 20 s), then lets BreakerProbes calls through (default 1):
+	// that many successes close it, one failure opens it again.
 	BreakerFailures uint
 	BreakerWindow   uint
 	BreakerDelay    time.Duration
@@ -89,7 +90,7 @@ func (c Config) WithDefaults() Config {
 	defU(&c.BreakerFailures, 5)
 	defU(&c.BreakerWindow, 10)
 	defDur(&c.BreakerDelay, 20*time.Second)
-	defU(&c.BreakerProbes, 2)
+	defU(&c.BreakerProbes, 1)
 	defDur(&c.AuthPause, 5*time.Minute)
 	defDur(&c.Ramp, 20*time.Second)
 	defDur(&c.StatusEvery, 2*time.Second)

@@ -16,7 +16,7 @@ import (
 // every other one.
 func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 	switch msg.Metadata.Get(schemas.HeaderType) {
-	case domain.EvTaskAssigned, domain.EvTaskAttemptStarted, "":
+	case domain.EvTaskAssigned, domain.EvTaskRetried, domain.EvTaskAttemptStarted, "":
 	default:
 		return nil, nil
 	}
@@ -24,7 +24,9 @@ func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 	if err := json.Unmarshal(msg.Payload, &env); err != nil {
 		return nil, &permanentError{fmt.Errorf("agent: undecodable event: %w", err)}
 	}
-	if env.Type != domain.EvTaskAssigned && env.Type != domain.EvTaskAttemptStarted {
+	switch env.Type {
+	case domain.EvTaskAssigned, domain.EvTaskRetried, domain.EvTaskAttemptStarted:
+	default:
 		return nil, nil
 	}
 	ev, err := env.Event()
@@ -34,31 +36,34 @@ func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 	ctx := msg.Context()
 	switch p := ev.Payload.(type) {
 	case *domain.TaskAssigned:
-		return w.onAssigned(ctx, env, p)
+		return w.onAssigned(ctx, env, p.TaskID, p.Assignee)
+	case *domain.TaskRetried:
+		return w.onAssigned(ctx, env, p.TaskID, p.Assignee)
 	case *domain.TaskAttemptStarted:
 		return w.onAttemptStarted(ctx, env, p)
 	}
 	return nil, nil
 }
 
-// onAssigned starts an attempt of a task assigned to an agent, once the
+// onAssigned starts an attempt of a task assigned (or, after a failed
+// attempt, retried) to an agent, once the
 // provider can take it: while it cannot, the event waits unacknowledged and
 // the task stays assigned. A workspace over its daily token budget without
 // a local fallback is left assigned (status shows it) and not held here,
 // where it would hold up the other workspaces of its partition.
-func (w *Worker) onAssigned(ctx context.Context, env schemas.EventEnvelope, p *domain.TaskAssigned) ([]*message.Message, error) {
-	work, ok, err := w.lookup(ctx, env, p.TaskID)
+func (w *Worker) onAssigned(ctx context.Context, env schemas.EventEnvelope, taskID, assignee string) ([]*message.Message, error) {
+	work, ok, err := w.lookup(ctx, env, taskID)
 	if !ok || err != nil {
 		return nil, err
 	}
-	if work.Agent == nil || work.Status != domain.TaskStatusAssigned || work.Assignee != p.Assignee {
+	if work.Agent == nil || work.Status != domain.TaskStatusAssigned || work.Assignee != assignee {
 		return nil, nil
 	}
 	local := work.Policy.FallbackMode == domain.FallbackLocal
 	if w.gate != nil && !local {
 		if work.overBudget() {
 			w.overBudget.Add(1)
-			w.log.Debug("task left assigned: daily token budget spent", "workspace", env.WorkspaceID, "task", p.TaskID)
+			w.log.Debug("task left assigned: daily token budget spent", "workspace", env.WorkspaceID, "task", taskID)
 			return nil, nil
 		}
 		if err := w.gate.wait(ctx); err != nil {
@@ -66,8 +71,8 @@ func (w *Worker) onAssigned(ctx context.Context, env schemas.EventEnvelope, p *d
 		}
 	}
 	n := work.Attempt + 1
-	m, err := w.command(env, CommandID(env.WorkspaceID, p.TaskID, n, stepStart), domain.CmdTaskStartAttempt,
-		domain.TaskStartAttemptCmd{TaskID: p.TaskID})
+	m, err := w.command(env, CommandID(env.WorkspaceID, taskID, n, stepStart), domain.CmdTaskStartAttempt,
+		domain.TaskStartAttemptCmd{TaskID: taskID})
 	if err != nil {
 		return nil, err
 	}
