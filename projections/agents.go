@@ -122,3 +122,35 @@ func (a *AgentWork) OverBudget(ctx context.Context, day time.Time) (int, error) 
 		day.UTC().Format(time.DateOnly)).Scan(&n)
 	return n, err
 }
+
+// Parked is a task left assigned to an agent.
+type Parked struct {
+	WorkspaceID string
+	TaskID      string
+	Attempt     int
+}
+
+// Unparked returns tasks assigned to an agent for longer than idle in
+// workspaces that have a daily token budget and are under it on day: the
+// tasks the agent worker left waiting when the budget was spent.
+func (a *AgentWork) Unparked(ctx context.Context, day time.Time, idle time.Duration, limit int) ([]Parked, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := a.pool.Query(ctx, `SELECT t.workspace_id, t.id, t.attempt FROM tasks t
+		JOIN agents a ON a.workspace_id = t.workspace_id AND a.id = t.assignee
+		JOIN workspaces w ON w.id = t.workspace_id
+		LEFT JOIN ai_usage u ON u.workspace_id = t.workspace_id AND u.day = $1::date
+		WHERE t.status = 'assigned' AND t.updated_at < now() - make_interval(secs => $2)
+			AND w.ai_daily_budget > 0
+			AND COALESCE(u.prompt_tokens + u.completion_tokens, 0) < w.ai_daily_budget
+		ORDER BY t.updated_at LIMIT $3`, day.UTC().Format(time.DateOnly), idle.Seconds(), limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Parked, error) {
+		var p Parked
+		err := row.Scan(&p.WorkspaceID, &p.TaskID, &p.Attempt)
+		p.WorkspaceID, p.TaskID = fromDBText(p.WorkspaceID), fromDBText(p.TaskID)
+		return p, err
+	})
+}

@@ -55,6 +55,7 @@ func aiConfig() (AIConfig, error) {
 		{name: "LOGBOOK_AGENT_BREAKER_DELAY", d: &a.BreakerDelay},
 		{name: "LOGBOOK_AGENT_AUTH_PAUSE", d: &a.AuthPause},
 		{name: "LOGBOOK_AGENT_RAMP", d: &a.Ramp},
+		{name: "LOGBOOK_AGENT_SWEEP_EVERY", d: &a.SweepEvery},
 	} {
 		v := env(s.name, "")
 		if v == "" {
@@ -137,6 +138,15 @@ type agentStore struct{ *projections.AgentWork }
 func (s agentStore) Work(ctx context.Context, ws, task string, day time.Time) (agent.Work, bool, error) {
 	w, ok, err := s.AgentWork.Work(ctx, ws, task, day)
 	return agent.Work(w), ok, err
+}
+
+func (s agentStore) Unparked(ctx context.Context, day time.Time, idle time.Duration, limit int) ([]agent.Parked, error) {
+	ps, err := s.AgentWork.Unparked(ctx, day, idle, limit)
+	out := make([]agent.Parked, len(ps))
+	for i, p := range ps {
+		out[i] = agent.Parked(p)
+	}
+	return out, err
 }
 
 func (s agentStore) Report(ctx context.Context, instance string, providers []agent.ProviderStatus) error {

@@ -239,6 +239,9 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		if s := r.c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks/"+second, nil).str("status"); s != "assigned" {
 			t.Errorf("a task over the budget is %s, want assigned (waiting)", s)
 		}
+		// A raised budget (as a new day would) lets the sweep start it.
+		r.c.must(200, "PUT", "/v1/workspaces/"+ws+"/ai-policy", map[string]any{"daily_token_budget": 1000000}, wait, "wait=10")
+		r.until(ws, second, "completed", 30*time.Second)
 	})
 
 	r.t = t

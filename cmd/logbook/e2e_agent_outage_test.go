@@ -24,7 +24,7 @@ func agentEnv(fake *aifake.Fake, extra ...string) []string {
 		"OPENAI_API_KEY="+providerKey, "OPENAI_BASE_URL="+fake.URL(),
 		"LOGBOOK_AGENT_CALL_TIMEOUT=1s", "LOGBOOK_AGENT_HANDLER_TIMEOUT=8s",
 		"LOGBOOK_AGENT_RETRY_BACKOFF=100ms", "LOGBOOK_AGENT_BREAKER_DELAY=1s",
-		"LOGBOOK_AGENT_AUTH_PAUSE=2s", "LOGBOOK_AGENT_RAMP=4s"), extra...)
+		"LOGBOOK_AGENT_AUTH_PAUSE=2s", "LOGBOOK_AGENT_RAMP=4s", "LOGBOOK_AGENT_SWEEP_EVERY=2s"), extra...)
 }
 
 // trail reads a workspace's whole event trail.
@@ -56,7 +56,7 @@ func outcomesPerTask(evs []map[string]any) map[string]int {
 	return n
 }
 
-func rssKiB(t *testing.T, pid int) int {
+func rssKiB(t testing.TB, pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)

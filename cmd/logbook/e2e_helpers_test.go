@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // proc is a running logbook process.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	URL    string
 	Key    string
@@ -70,7 +70,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // start runs `logbook args...` and waits for it to print "ready".
-func start(t *testing.T, env []string, args ...string) *proc {
+func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -137,13 +137,13 @@ func (p *proc) kill() {
 
 // client talks HTTP to logbook as a user would.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	key  string
 	http *http.Client
 }
 
-func newClient(t *testing.T, base, key string) *client {
+func newClient(t testing.TB, base, key string) *client {
 	return &client{t: t, base: base, key: key, http: &http.Client{Timeout: 60 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 }
@@ -215,7 +215,7 @@ func (c *client) must(want int, method, path string, body any, headers ...string
 const wait = "Prefer"
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

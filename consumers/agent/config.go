@@ -54,6 +54,9 @@ type Config struct {
 	Ramp time.Duration
 	// StatusEvery is how often the worker reports its state, default 2 s.
 	StatusEvery time.Duration
+	// SweepEvery is how often the worker starts tasks it left assigned
+	// while their workspace was over budget, default 1 minute.
+	SweepEvery time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -94,6 +97,7 @@ func (c Config) WithDefaults() Config {
 	defDur(&c.AuthPause, 5*time.Minute)
 	defDur(&c.Ramp, 20*time.Second)
 	defDur(&c.StatusEvery, 2*time.Second)
+	defDur(&c.SweepEvery, time.Minute)
 	return c
 }
 

@@ -14,6 +14,9 @@ type Store interface {
 	// workspace's agents, the agent; found is false while the read model
 	// does not have the task yet.
 	Work(ctx context.Context, workspaceID, taskID string, day time.Time) (w Work, found bool, err error)
+	// Unparked returns tasks left assigned for longer than idle because
+	// their workspace had spent its budget, now that it has not.
+	Unparked(ctx context.Context, day time.Time, idle time.Duration, limit int) ([]Parked, error)
 	// Report records this instance's provider states.
 	Report(ctx context.Context, instance string, providers []ProviderStatus) error
 }
@@ -34,4 +37,11 @@ type Work struct {
 // overBudget reports whether the workspace has spent its daily tokens.
 func (w Work) overBudget() bool {
 	return w.Policy.DailyTokenBudget > 0 && w.TokensToday >= w.Policy.DailyTokenBudget
+}
+
+// Parked is a task the worker left assigned.
+type Parked struct {
+	WorkspaceID string
+	TaskID      string
+	Attempt     int
 }

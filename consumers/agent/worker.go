@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/watermillkafka"
 	"github.com/logbook-dev/logbook/schemas"
@@ -138,6 +139,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancel()
 	go w.tick(ctx)
 	go w.report(ctx)
+	go w.sweep(ctx)
 	return w.router.Run(ctx)
 }
 
@@ -169,6 +171,46 @@ func (w *Worker) report(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// sweep starts, every SweepEvery, the tasks left assigned while their
+// workspace was over its daily token budget and that it can now pay for
+// (a new day, a raised budget). The start command's id is the one the
+// event handler would use, so a task started both ways starts once.
+func (w *Worker) sweep(ctx context.Context) {
+	t := time.NewTicker(w.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if w.gate != nil && !w.gate.available() {
+			continue
+		}
+		parked, err := w.store.Unparked(ctx, time.Now().UTC(), w.cfg.SweepEvery, 100)
+		if err != nil {
+			w.log.Debug("agent sweep failed", "err", err)
+			continue
+		}
+		var msgs []*message.Message
+		for _, p := range parked {
+			m, err := w.command(schemas.EventEnvelope{WorkspaceID: p.WorkspaceID}, CommandID(p.WorkspaceID, p.TaskID, p.Attempt+1, stepStart),
+				domain.CmdTaskStartAttempt, domain.TaskStartAttemptCmd{TaskID: p.TaskID})
+			if err == nil {
+				msgs = append(msgs, m)
+			}
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if err := w.pub.Publish(w.deps.Kafka.Topics().Commands, msgs...); err != nil {
+			w.log.Warn("agent sweep could not start parked tasks", "tasks", len(msgs), "err", err)
+			continue
+		}
+		w.log.Info("agent sweep started tasks left over budget", "tasks", len(msgs))
 	}
 }
 

@@ -10,3 +10,7 @@ CREATE TABLE agent_status (
     updated_at  timestamptz NOT NULL,
     PRIMARY KEY (instance, provider)
 );
+
+-- The agent worker's sweep finds tasks left assigned while their workspace
+-- was over its daily token budget.
+CREATE INDEX tasks_assigned ON tasks (updated_at) WHERE status = 'assigned';
