@@ -31,6 +31,9 @@ func (h *health) probeAI(ctx context.Context) {
 		h.log.Warn("health: cannot read the AI budgets", "err", err)
 		return
 	}
+	if reports == nil {
+		reports = []projections.ProviderReport{}
+	}
 	prev := h.ai.Load()
 	h.ai.Store(&aiHealth{Providers: reports, WorkspacesOverBudget: over})
 	if was, now := prev != nil && degradedAI(prev.Providers), degradedAI(reports); was != now {
