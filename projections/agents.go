@@ -127,7 +127,8 @@ func (a *AgentWork) OverBudget(ctx context.Context, day time.Time) (int, error) 
 type Parked struct {
 	WorkspaceID string
 	TaskID      string
-	Attempt     int
+	Assignee    string
+	Version     int64
 }
 
 // Unparked returns tasks assigned to an agent for longer than idle in
@@ -136,7 +137,7 @@ type Parked struct {
 func (a *AgentWork) Unparked(ctx context.Context, day time.Time, idle time.Duration, limit int) ([]Parked, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	rows, err := a.pool.Query(ctx, `SELECT t.workspace_id, t.id, t.attempt FROM tasks t
+	rows, err := a.pool.Query(ctx, `SELECT t.workspace_id, t.id, t.assignee, t.version FROM tasks t
 		JOIN agents a ON a.workspace_id = t.workspace_id AND a.id = t.assignee
 		JOIN workspaces w ON w.id = t.workspace_id
 		LEFT JOIN ai_usage u ON u.workspace_id = t.workspace_id AND u.day = $1::date
@@ -149,8 +150,8 @@ func (a *AgentWork) Unparked(ctx context.Context, day time.Time, idle time.Durat
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Parked, error) {
 		var p Parked
-		err := row.Scan(&p.WorkspaceID, &p.TaskID, &p.Attempt)
-		p.WorkspaceID, p.TaskID = fromDBText(p.WorkspaceID), fromDBText(p.TaskID)
+		err := row.Scan(&p.WorkspaceID, &p.TaskID, &p.Assignee, &p.Version)
+		p.WorkspaceID, p.TaskID, p.Assignee = fromDBText(p.WorkspaceID), fromDBText(p.TaskID), fromDBText(p.Assignee)
 		return p, err
 	})
 }

@@ -29,13 +29,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags("dev", stderr)
 	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "data directory; survives restarts")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address")
+	roles := fs.String("roles", "api,decider,projector,agent", "roles to run; leave out agent to run AI agents in another process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if cfg.Kafka.Partitions == 0 {
 		cfg.Kafka.Partitions = 6 // one process: fewer partitions, same guarantees
 	}
-	cfg.Roles = []string{"api", "decider", "projector", "agent"}
+	cfg.Roles = splitList(*roles)
 	log := cfg.logger(stderr)
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err

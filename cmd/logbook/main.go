@@ -15,7 +15,7 @@ import (
 const usage = `logbook — event-sourced backbone for AI team orchestration
 
 Usage:
-  logbook dev [--data DIR] [--http ADDR]         everything in one process (embedded Kafka and Postgres)
+  logbook dev [--data DIR] [--http ADDR] [--roles R]  everything in one process (embedded Kafka and Postgres)
   logbook serve [--roles api,decider,projector,agent]  chosen roles against LOGBOOK_KAFKA_BROKERS and LOGBOOK_DATABASE_URL
   logbook replay [--since RFC3339 | --from-beginning] [--workspace ID]
                                                  events as JSON lines on stdout

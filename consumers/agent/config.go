@@ -24,7 +24,8 @@ type Config struct {
 	// workspace with a deep backlog cannot starve the others.
 	PerWorkspace int
 	// Window bounds the unacknowledged events held per partition, default
-	// 64: the worker's memory stays flat however deep the backlog.
+	// 256: the worker's memory stays flat however deep the backlog, and
+	// the fair limiter chooses among that many waiting tasks.
 	Window int
 	// HandlerTimeout bounds one event, waits for the provider included,
 	// default 2 minutes; an event that times out is redelivered.
@@ -84,7 +85,7 @@ func (c Config) WithDefaults() Config {
 	}
 	def(&c.Concurrency, 16)
 	def(&c.PerWorkspace, 4)
-	def(&c.Window, 64)
+	def(&c.Window, 256)
 	def(&c.Retries, 3)
 	defDur(&c.HandlerTimeout, 2*time.Minute)
 	defDur(&c.CallTimeout, 60*time.Second)

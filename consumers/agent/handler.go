@@ -12,11 +12,11 @@ import (
 	"github.com/logbook-dev/logbook/schemas"
 )
 
-// handle acts on the two events that concern AI agents and acknowledges
-// every other one.
+// handle acts on the events that give an agent work, task.assigned and
+// task.retried, and acknowledges every other one.
 func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 	switch msg.Metadata.Get(schemas.HeaderType) {
-	case domain.EvTaskAssigned, domain.EvTaskRetried, domain.EvTaskAttemptStarted, "":
+	case domain.EvTaskAssigned, domain.EvTaskRetried, "":
 	default:
 		return nil, nil
 	}
@@ -24,89 +24,72 @@ func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 	if err := json.Unmarshal(msg.Payload, &env); err != nil {
 		return nil, &permanentError{fmt.Errorf("agent: undecodable event: %w", err)}
 	}
-	switch env.Type {
-	case domain.EvTaskAssigned, domain.EvTaskRetried, domain.EvTaskAttemptStarted:
-	default:
+	if env.Type != domain.EvTaskAssigned && env.Type != domain.EvTaskRetried {
 		return nil, nil
 	}
 	ev, err := env.Event()
 	if err != nil {
 		return nil, &permanentError{err}
 	}
-	ctx := msg.Context()
 	switch p := ev.Payload.(type) {
 	case *domain.TaskAssigned:
-		return w.onAssigned(ctx, env, p.TaskID, p.Assignee)
+		return w.work(msg.Context(), env, p.TaskID, p.Assignee)
 	case *domain.TaskRetried:
-		return w.onAssigned(ctx, env, p.TaskID, p.Assignee)
-	case *domain.TaskAttemptStarted:
-		return w.onAttemptStarted(ctx, env, p)
+		return w.work(msg.Context(), env, p.TaskID, p.Assignee)
 	}
 	return nil, nil
 }
 
-// onAssigned starts an attempt of a task assigned (or, after a failed
-// attempt, retried) to an agent, once the
-// provider can take it: while it cannot, the event waits unacknowledged and
-// the task stays assigned. A workspace over its daily token budget without
-// a local fallback is left assigned (status shows it) and not held here,
-// where it would hold up the other workspaces of its partition.
-func (w *Worker) onAssigned(ctx context.Context, env schemas.EventEnvelope, taskID, assignee string) ([]*message.Message, error) {
+// work runs one attempt of a task assigned (or retried) to an agent: it
+// sends task.start_attempt, asks a provider, and returns the attempt's one
+// outcome, task.record_result or task.fail_attempt (refused request or
+// unusable answer). Both command ids derive from (task, attempt), so a
+// redelivered event, or a retry after a crash between the two commands,
+// finishes the same attempt and never records twice. Outages and rate
+// limits return an error: the event is retried, then redelivered, and the
+// task waits. A workspace over its daily token budget without a local
+// fallback is left assigned, not held here where it would hold up the
+// other workspaces of its partition; the sweep starts it later.
+func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, assignee string) ([]*message.Message, error) {
 	work, ok, err := w.lookup(ctx, env, taskID)
-	if !ok || err != nil {
+	if !ok || err != nil || work.Agent == nil || work.Assignee != assignee {
 		return nil, err
 	}
-	if work.Agent == nil || work.Status != domain.TaskStatusAssigned || work.Assignee != assignee {
-		return nil, nil
+	n := work.Attempt + 1 // the attempt this event asks for
+	switch {
+	case work.Status == domain.TaskStatusAssigned && work.Version == env.Aggregate.Version:
+	case work.Status == domain.TaskStatusInProgress && work.Version == env.Aggregate.Version+1:
+		n = work.Attempt // started, by this worker before a crash or a retry: finish it
+	default:
+		return nil, nil // moved on since
 	}
 	local := work.Policy.FallbackMode == domain.FallbackLocal
-	if w.gate != nil && !local {
-		if work.overBudget() {
-			w.overBudget.Add(1)
-			w.log.Debug("task left assigned: daily token budget spent", "workspace", env.WorkspaceID, "task", taskID)
-			return nil, nil
-		}
-		if err := w.gate.wait(ctx); err != nil {
-			return nil, err
-		}
+	if w.gate != nil && !local && work.overBudget() && n > work.Attempt {
+		w.overBudget.Add(1)
+		w.log.Debug("task left assigned: daily token budget spent", "workspace", env.WorkspaceID, "task", taskID)
+		return nil, nil
 	}
-	n := work.Attempt + 1
-	m, err := w.command(env, CommandID(env.WorkspaceID, taskID, n, stepStart), domain.CmdTaskStartAttempt,
+	req := Request{
+		WorkspaceID: env.WorkspaceID, TaskID: taskID, Attempt: n,
+		AgentName: work.Agent.Name, Model: work.Agent.Model, Instructions: work.Agent.Instructions, Input: work.Input,
+	}
+	start, err := w.command(env, CommandID(env.WorkspaceID, taskID, n, stepStart), domain.CmdTaskStartAttempt,
 		domain.TaskStartAttemptCmd{TaskID: taskID})
 	if err != nil {
 		return nil, err
 	}
-	return []*message.Message{m}, nil
-}
-
-// onAttemptStarted asks a provider for the attempt's answer and records it,
-// or fails the attempt when the provider refused the request or answered
-// with something unusable. Outages and rate limits return an error: the
-// event is retried, then redelivered, never failed.
-func (w *Worker) onAttemptStarted(ctx context.Context, env schemas.EventEnvelope, p *domain.TaskAttemptStarted) ([]*message.Message, error) {
-	work, ok, err := w.lookup(ctx, env, p.TaskID)
-	if !ok || err != nil {
-		return nil, err
-	}
-	if work.Agent == nil || work.Status != domain.TaskStatusInProgress || work.Attempt != p.Attempt {
-		return nil, nil
-	}
-	req := Request{
-		WorkspaceID: env.WorkspaceID, TaskID: p.TaskID, Attempt: p.Attempt,
-		AgentName: work.Agent.Name, Model: work.Agent.Model, Instructions: work.Agent.Instructions, Input: work.Input,
-	}
-	resp, err := w.call(ctx, work, req)
+	resp, err := w.call(ctx, work, req, func() error { return w.pub.Publish(w.deps.Kafka.Topics().Commands, start) })
 	class := Classify(err)
-	id := CommandID(env.WorkspaceID, p.TaskID, p.Attempt, stepOutcome)
+	id := CommandID(env.WorkspaceID, taskID, n, stepOutcome)
 	var m *message.Message
 	switch class {
 	case "":
 		m, err = w.command(env, id, domain.CmdTaskRecordResult, domain.TaskRecordResultCmd{
-			TaskID: p.TaskID, Attempt: p.Attempt, Output: fitText(resp.Output, domain.MaxTextLen), Usage: fitUsage(resp.Usage),
+			TaskID: taskID, Attempt: n, Output: fitText(resp.Output, domain.MaxTextLen), Usage: fitUsage(resp.Usage),
 		})
 	case ClassBadRequest, ClassMalformed:
 		m, err = w.command(env, id, domain.CmdTaskFailAttempt, domain.TaskFailAttemptCmd{
-			TaskID: p.TaskID, Attempt: p.Attempt, Reason: failReason(err), Retryable: class == ClassMalformed,
+			TaskID: taskID, Attempt: n, Reason: failReason(err), Retryable: class == ClassMalformed,
 		})
 	default:
 		return nil, err
@@ -119,12 +102,22 @@ func (w *Worker) onAttemptStarted(ctx context.Context, env schemas.EventEnvelope
 
 // call asks the primary provider, through its gate, or the local responder
 // where the workspace's policy allows it and the primary cannot answer.
-func (w *Worker) call(ctx context.Context, work Work, req Request) (Response, error) {
+//
+// begin runs once the call may go out: it starts the attempt, so a task
+// waits for the provider as assigned, not in progress.
+func (w *Worker) call(ctx context.Context, work Work, req Request, begin func() error) (Response, error) {
 	local := work.Policy.FallbackMode == domain.FallbackLocal
 	if w.gate == nil || (local && (!w.gate.available() || work.overBudget())) {
+		if err := begin(); err != nil {
+			return Response{}, err
+		}
 		return w.complete(ctx, w.local, req)
 	}
 	if err := w.gate.acquire(ctx); err != nil {
+		return Response{}, err
+	}
+	if err := begin(); err != nil {
+		w.gate.done(nil) // the provider was not asked: give the permit back
 		return Response{}, err
 	}
 	resp, err := w.complete(ctx, w.primary, req)
@@ -158,17 +151,15 @@ func failReason(err error) string {
 }
 
 // lookup reads the task the event is about, waiting (with backoff) while
-// the read model has not caught up with the event. ok is false, with a nil
-// error, when the task has moved on since: the event is stale.
+// the read model has not caught up with the event; the caller judges
+// whether the task has moved on since.
 func (w *Worker) lookup(ctx context.Context, env schemas.EventEnvelope, taskID string) (Work, bool, error) {
 	backoff := 100 * time.Millisecond
 	for {
 		work, found, err := w.store.Work(ctx, env.WorkspaceID, taskID, time.Now().UTC())
 		switch {
-		case err == nil && found && work.Version == env.Aggregate.Version:
+		case err == nil && found && work.Version >= env.Aggregate.Version:
 			return work, true, nil
-		case err == nil && found && work.Version > env.Aggregate.Version:
-			return Work{}, false, nil
 		}
 		reason := "the read model has not caught up"
 		if err != nil {

@@ -51,12 +51,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// fair admits each attempt's provider call through the limiter, keyed by
-// the workspace the event belongs to; other events pass straight through.
+// fair admits the events that give an agent work through the limiter,
+// keyed by the workspace they belong to; other events pass straight through.
 func fair(l *limiter) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			if msg.Metadata.Get(schemas.HeaderType) != domain.EvTaskAttemptStarted {
+			if t := msg.Metadata.Get(schemas.HeaderType); t != domain.EvTaskAssigned && t != domain.EvTaskRetried {
 				return h(msg)
 			}
 			release, err := l.acquire(msg.Context(), workspaceOf(msg))

@@ -43,5 +43,6 @@ func (w Work) overBudget() bool {
 type Parked struct {
 	WorkspaceID string
 	TaskID      string
-	Attempt     int
+	Assignee    string
+	Version     int64
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -174,10 +175,11 @@ func (w *Worker) report(ctx context.Context) {
 	}
 }
 
-// sweep starts, every SweepEvery, the tasks left assigned while their
+// sweep works, every SweepEvery, the tasks left assigned while their
 // workspace was over its daily token budget and that it can now pay for
-// (a new day, a raised budget). The start command's id is the one the
-// event handler would use, so a task started both ways starts once.
+// (a new day, a raised budget): as if their assignment were delivered
+// again, through the same limiter, with the same command ids, so a task
+// reached both ways runs once.
 func (w *Worker) sweep(ctx context.Context) {
 	t := time.NewTicker(w.cfg.SweepEvery)
 	defer t.Stop()
@@ -195,22 +197,37 @@ func (w *Worker) sweep(ctx context.Context) {
 			w.log.Debug("agent sweep failed", "err", err)
 			continue
 		}
-		var msgs []*message.Message
+		var wg sync.WaitGroup
 		for _, p := range parked {
-			m, err := w.command(schemas.EventEnvelope{WorkspaceID: p.WorkspaceID}, CommandID(p.WorkspaceID, p.TaskID, p.Attempt+1, stepStart),
-				domain.CmdTaskStartAttempt, domain.TaskStartAttemptCmd{TaskID: p.TaskID})
-			if err == nil {
-				msgs = append(msgs, m)
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.unpark(ctx, p)
+			}()
 		}
-		if len(msgs) == 0 {
-			continue
+		wg.Wait()
+		if len(parked) > 0 {
+			w.log.Info("agent sweep worked tasks left over budget", "tasks", len(parked))
 		}
-		if err := w.pub.Publish(w.deps.Kafka.Topics().Commands, msgs...); err != nil {
-			w.log.Warn("agent sweep could not start parked tasks", "tasks", len(msgs), "err", err)
-			continue
-		}
-		w.log.Info("agent sweep started tasks left over budget", "tasks", len(msgs))
+	}
+}
+
+func (w *Worker) unpark(ctx context.Context, p Parked) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.HandlerTimeout)
+	defer cancel()
+	release, err := w.limiter.acquire(ctx, p.WorkspaceID)
+	if err != nil {
+		return
+	}
+	defer release()
+	env := schemas.EventEnvelope{WorkspaceID: p.WorkspaceID,
+		Aggregate: domain.AggregateRef{Type: domain.AggregateTask, ID: p.TaskID, Version: p.Version}}
+	out, err := w.work(ctx, env, p.TaskID, p.Assignee)
+	if err == nil && len(out) > 0 {
+		err = w.pub.Publish(w.deps.Kafka.Topics().Commands, out...)
+	}
+	if err != nil {
+		w.log.Debug("agent sweep: task not finished, the next sweep tries again", "workspace", p.WorkspaceID, "task", p.TaskID, "err", err)
 	}
 }
 
