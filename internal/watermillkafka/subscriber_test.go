@@ -27,9 +27,9 @@ func TestPerKeyOrderWithParallelism(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		out      = map[string]bool{}   // keys with a message out
-		last     = map[string]int64{}  // last offset seen per key
-		acked    = map[string]bool{}   // UUIDs acked
+		out      = map[string]bool{}  // keys with a message out
+		last     = map[string]int64{} // last offset seen per key
+		acked    = map[string]bool{}  // UUIDs acked
 		inFlight int
 		maxOut   int
 		errs     []error
