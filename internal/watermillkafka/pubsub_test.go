@@ -97,3 +97,18 @@ func TestPubSubParallel(t *testing.T) {
 	perTest, withGroup := suite(k, 8, nil)
 	tests.TestPubSub(t, features(k, false), perTest, withGroup)
 }
+
+// TestPubSubNoGroup is the suite without a consumer group: every
+// subscriber reads the whole topic from the start, so a new one receives
+// old messages.
+func TestPubSubNoGroup(t *testing.T) {
+	t.Parallel()
+	k := kafkatest.Config(t, suitePartitions)
+	oneKey := func(string, *message.Message) ([]byte, error) { return []byte("all"), nil }
+	_, withGroup := suite(k, 1, oneKey)
+	noGroup := func(t *testing.T) (message.Publisher, message.Subscriber) { return withGroup(t, "") }
+	f := features(k, true)
+	f.ConsumerGroups = false
+	f.NewSubscriberReceivesOldMessages = true
+	tests.TestPubSub(t, f, noGroup, nil)
+}
