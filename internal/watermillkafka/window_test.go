@@ -123,26 +123,39 @@ func TestWindowNackResendsSameEntryFirst(t *testing.T) {
 }
 
 func TestWindowWantsFetch(t *testing.T) {
-	w := newWindow(0, 2, 4)
+	w := newWindow(0, 2, 6)
 	if !w.wantsFetch() {
 		t.Fatal("empty window refuses records")
 	}
 	w.add(records(0, "a", "b"), RecordKey)
-	if w.wantsFetch() {
-		t.Fatal("window with 2 records waiting (max in flight 2) still fetches")
-	}
-	es := takeAll(w, time.Now())
 	if !w.wantsFetch() {
-		t.Fatal("window with nothing waiting does not fetch")
+		t.Fatal("window with a window's worth waiting (2) stops fetching")
 	}
-	w.add(records(2, "c", "d"), RecordKey)
-	w.ack(es[1]) // 0 out, 1 acked, 2 and 3 waiting: span of 4 full
+	w.add(records(2, "c"), RecordKey)
 	if w.wantsFetch() {
+		t.Fatal("window with 3 records waiting (max in flight 2) still fetches")
+	}
+	w.paused = true
+	takeAll(w, time.Now()) // 0 and 1 out, 1 waiting
+	if !w.wantsFetch() {
+		t.Fatal("paused window with half a window waiting does not resume")
+	}
+	w.add(records(3, "d"), RecordKey)
+	if w.wantsFetch() {
+		t.Fatal("paused window with 2 waiting resumes before half a window")
+	}
+
+	span := newWindow(0, 2, 3)
+	span.add(records(0, "a", "b"), RecordKey)
+	out := takeAll(span, time.Now())
+	span.add(records(2, "c"), RecordKey)
+	span.ack(out[1]) // 0 out, 1 acked, 2 waiting: span of 3 full
+	if span.wantsFetch() {
 		t.Fatal("window with a full span still fetches")
 	}
-	w.ack(es[0])
-	if got := offsets(takeAll(w, time.Now())); !equal(got, []int64{2, 3}) {
-		t.Fatalf("after the head acked = %v, want [2 3]", got)
+	span.ack(out[0])
+	if !span.wantsFetch() {
+		t.Fatal("span freed by the head's ack, window still refuses records")
 	}
 }
 
