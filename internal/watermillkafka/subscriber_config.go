@@ -46,7 +46,8 @@ type SubscriberConfig struct {
 
 	// OrderingKey is the key whose messages are handled one at a time,
 	// overriding the default: the record key. An empty key orders nothing:
-	// such a message runs beside any other.
+	// such a message runs beside any other. It is called once per record
+	// with the subscription locked: keep it cheap.
 	OrderingKey func(*kgo.Record) string
 
 	// MaxUncommittedPerPartition bounds how far a partition may run ahead
