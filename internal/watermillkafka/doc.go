@@ -12,9 +12,9 @@
 // one after the other, messages of different keys in parallel. With the
 // default of 1 a partition is strictly sequential.
 //
-// Memory stays flat: a partition that holds a window's worth of records not
-// yet handed out, or whose uncommitted span is full, is paused in franz-go
-// (PauseFetchPartitions) and resumed when room frees up. franz-go drops the
+// Memory stays flat: a partition that holds more than a window's worth of
+// records not yet handed out, or whose uncommitted span is full, is paused
+// in franz-go (PauseFetchPartitions) and resumed when room frees up. franz-go drops the
 // records it had buffered for a partition paused before they were polled,
 // without moving the partition's fetch position, so they are fetched again
 // on resume: nothing is skipped and nothing is repeated. A resumed

@@ -1,6 +1,8 @@
 package watermillkafka_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,12 +68,35 @@ func suite(k kafka.Config, maxInFlight int, key watermillkafka.KeyFunc) (tests.P
 	return perTest, withGroup
 }
 
+// restartCommand kills one broker of the cluster `make test-kafka` runs
+// (named by LOGBOOK_TEST_KAFKA_CLUSTER_DIR) and starts it again, for the
+// suite's TestReconnect; without one the test is skipped (kfake lives
+// inside the test process and cannot be restarted by a command).
+func restartCommand() []string {
+	dir := os.Getenv("LOGBOOK_TEST_KAFKA_CLUSTER_DIR")
+	if dir == "" || !kafkatest.Real() {
+		return nil
+	}
+	node := filepath.Join(dir, "node2")
+	// The suite starts its two restarts without waiting for the first to
+	// end: the lock runs them one after the other. Only the broker's own
+	// process is killed (its pid file may be stale).
+	script := `exec 9>"$1/restart.lock" && flock 9 || exit 1
+pid=$(cat "$1/pid" 2>/dev/null) || pid=0
+if [ "$pid" -gt 1 ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$1/server.properties"; then
+  kill -9 "$pid"
+fi
+exec bash "$1/start.sh"`
+	return []string{"bash", "-c", script, "restart", node}
+}
+
 func features(k kafka.Config, ordered bool) tests.Features {
 	return tests.Features{
-		ConsumerGroups:      true,
-		ExactlyOnceDelivery: false,
-		GuaranteedOrder:     ordered,
-		Persistent:          true,
+		RestartServiceCommand: restartCommand(),
+		ConsumerGroups:        true,
+		ExactlyOnceDelivery:   false,
+		GuaranteedOrder:       ordered,
+		Persistent:            true,
 		GenerateTopicFunc: func(tc tests.TestContext) string {
 			return k.Prefix + "topic-" + tc.TestID.String()
 		},
@@ -96,4 +121,19 @@ func TestPubSubParallel(t *testing.T) {
 	k := kafkatest.Config(t, suitePartitions)
 	perTest, withGroup := suite(k, 8, nil)
 	tests.TestPubSub(t, features(k, false), perTest, withGroup)
+}
+
+// TestPubSubNoGroup is the suite without a consumer group: every
+// subscriber reads the whole topic from the start, so a new one receives
+// old messages.
+func TestPubSubNoGroup(t *testing.T) {
+	t.Parallel()
+	k := kafkatest.Config(t, suitePartitions)
+	oneKey := func(string, *message.Message) ([]byte, error) { return []byte("all"), nil }
+	_, withGroup := suite(k, 1, oneKey)
+	noGroup := func(t *testing.T) (message.Publisher, message.Subscriber) { return withGroup(t, "") }
+	f := features(k, true)
+	f.ConsumerGroups = false
+	f.NewSubscriberReceivesOldMessages = true
+	tests.TestPubSub(t, f, noGroup, nil)
 }

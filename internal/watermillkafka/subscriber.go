@@ -150,7 +150,9 @@ type Stats struct {
 	// PausedPartitions is the number of those not being fetched: full
 	// windows, or all of them while the Subscriber is paused.
 	PausedPartitions int
-	// InFlight is the number of messages delivered and not yet acked.
+	// InFlight is the number of messages delivered (or on their way to
+	// the channel) and not yet acked; nacked ones waiting to be resent
+	// count too.
 	InFlight int
 	// Buffered is the number of records polled and not yet delivered.
 	Buffered int

@@ -46,7 +46,8 @@ type SubscriberConfig struct {
 
 	// OrderingKey is the key whose messages are handled one at a time,
 	// overriding the default: the record key. An empty key orders nothing:
-	// such a message runs beside any other.
+	// such a message runs beside any other. It is called once per record
+	// with the subscription locked: keep it cheap.
 	OrderingKey func(*kgo.Record) string
 
 	// MaxUncommittedPerPartition bounds how far a partition may run ahead
@@ -61,8 +62,8 @@ type SubscriberConfig struct {
 	NackResendSleep time.Duration
 
 	// CommitInterval is how often acked offsets are committed, overriding
-	// the default 1s. They are also committed when partitions are revoked
-	// and on Close.
+	// the default 1s; franz-go allows no less than 100ms. They are also
+	// committed when partitions are revoked and on Close.
 	CommitInterval time.Duration
 
 	// FetchMaxWait is how long a fetch waits on the broker for records,
@@ -103,7 +104,10 @@ type SubscriberConfig struct {
 	ExtraOpts []kgo.Opt
 }
 
-const defaultMaxUncommitted = 1024
+const (
+	defaultMaxUncommitted = 1024
+	minCommitInterval     = 100 * time.Millisecond // franz-go's floor for autocommits
+)
 
 // WithDefaults returns c with every unset field at its default.
 func (c SubscriberConfig) WithDefaults() SubscriberConfig {
@@ -165,8 +169,8 @@ func (c SubscriberConfig) Validate() error {
 		return &ConfigError{"Unmarshaler", "missing"}
 	case c.NackResendSleep < 0:
 		return &ConfigError{"NackResendSleep", "must not be negative"}
-	case c.CommitInterval <= 0:
-		return &ConfigError{"CommitInterval", "must be positive"}
+	case c.CommitInterval < minCommitInterval:
+		return &ConfigError{"CommitInterval", "must be at least 100ms"}
 	case c.FetchMaxWait <= 0:
 		return &ConfigError{"FetchMaxWait", "must be positive"}
 	case c.FetchMaxPartitionBytes < 0:

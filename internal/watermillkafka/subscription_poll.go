@@ -86,7 +86,7 @@ func (s *subscription) revoked(ctx context.Context, cl *kgo.Client, m map[string
 	if len(m[s.topic]) == 0 {
 		return // a session ended without taking anything from us
 	}
-	s.drop(m[s.topic])
+	s.drop(cl, m[s.topic])
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CloseTimeout)
 	defer cancel()
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
@@ -96,11 +96,13 @@ func (s *subscription) revoked(ctx context.Context, cl *kgo.Client, m map[string
 
 // lost drops the windows of partitions lost with the group session; a
 // commit would be refused, so none is tried.
-func (s *subscription) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-	s.drop(m[s.topic])
+func (s *subscription) lost(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+	s.drop(cl, m[s.topic])
 }
 
-func (s *subscription) drop(parts []int32) {
+// drop forgets the windows of parts. It takes the client from the callback:
+// s.cl is set only once kgo.NewClient returns.
+func (s *subscription) drop(cl *kgo.Client, parts []int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var dropped []int32
@@ -120,6 +122,6 @@ func (s *subscription) drop(parts []int32) {
 	slices.Sort(s.order)
 	// franz-go keeps a partition pause across assignments: clear it, or
 	// the partition would come back paused.
-	s.cl.ResumeFetchPartitions(map[string][]int32{s.topic: dropped})
+	cl.ResumeFetchPartitions(map[string][]int32{s.topic: dropped})
 	s.notify() // a send under way for a dropped window is abandoned
 }

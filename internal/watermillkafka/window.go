@@ -60,11 +60,20 @@ func (w *window) add(recs []*kgo.Record, keyOf func(*kgo.Record) string) {
 	}
 }
 
-// wantsFetch reports whether the partition has room for more records: fewer
-// than a window's worth waiting to be handed out, and a span not full.
-// Otherwise it should be paused so franz-go stops buffering it.
+// wantsFetch reports whether the partition should be fetched: not while
+// more than a window's worth of records wait to be handed out, nor while
+// the span is full; otherwise franz-go should stop buffering it. Once
+// paused it is resumed only when half a window or less waits, so a
+// partition draining a backlog is not paused and resumed for every
+// message, and one whose handler keeps up is never paused.
 func (w *window) wantsFetch() bool {
-	return w.pending < w.maxInFlight && len(w.ents) < w.maxSpan
+	if len(w.ents) >= w.maxSpan {
+		return false
+	}
+	if w.paused {
+		return w.pending <= w.maxInFlight/2
+	}
+	return w.pending <= w.maxInFlight
 }
 
 // next marks the entry to hand out now as flying and returns it: a nacked
