@@ -64,6 +64,13 @@ if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
 fi
 
 micro=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ 2>/dev/null | grep -E '^Benchmark' || true)
+
+# The AI agent worker draining a backlog queued during a provider outage.
+AI_TASKS="${BENCH_AI_TASKS:-10000}"
+AI_RATE="${BENCH_AI_RATE:-200}"
+BENCH_AI_TASKS=$AI_TASKS BENCH_AI_RATE=$AI_RATE go test -run '^$' -bench '^BenchmarkAIDrainAfterOutage$' -benchtime 1x \
+  -timeout 30m ./cmd/logbook/ >"$tmp/ai.txt" 2>&1 || { cat "$tmp/ai.txt" >&2; exit 1; }
+ai() { grep -E '^BenchmarkAIDrainAfterOutage' "$tmp/ai.txt" | tr -s ' \t' '\n' | grep -B1 -x "$1" | head -1; }
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 mem=$(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')
 
@@ -113,6 +120,23 @@ projection; the raw producer batches records with no request per record.
 MD
 fi
 cat <<MD
+
+## AI agent worker: draining a backlog after a provider outage
+
+\`BENCH_AI_TASKS=$AI_TASKS BENCH_AI_RATE=$AI_RATE go test -run '^\$' -bench '^BenchmarkAIDrainAfterOutage\$' -benchtime 1x ./cmd/logbook/\`:
+$AI_TASKS AI tasks queued in 10 workspaces (one holds 55%, nine hold 5% each,
+interleaved) while the fake provider answers 5xx; then it is healthy with a
+limit of $AI_RATE requests/s (429 + Retry-After above it). \`logbook dev --roles
+api,decider,projector\` plus \`logbook serve --roles agent\` in its own process
+(default concurrency 16, 4 per workspace, window 256; breaker delay 2 s, ramp 5 s).
+
+| measure | value |
+|---|---|
+| drain time (provider back → last answer) | $(ai drain_s) s |
+| answers/s (provider limit $AI_RATE/s) | $(ai answers/s) |
+| agent worker RSS during the outage / peak | $(ai worker_rss_outage_KiB) KiB / $(ai worker_peak_rss_KiB) KiB |
+| largest share one workspace took while all ten had tasks, over the fair share (1 = fair; FIFO would give 5.5) | $(ai max_share_per_fair_share) |
+| the nine small workspaces done / the big one done (after the first answer) | $(ai small_workspaces_done_s) s / $(ai big_workspace_done_s) s |
 
 Reference points on this class of machine (from the project brief): a bare
 chi JSON handler serves about 37k req/s; batched Postgres upserts reach 51k
