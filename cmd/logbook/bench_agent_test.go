@@ -86,7 +86,7 @@ func drainAfterOutage(b *testing.B, nTasks, rate int) {
 	eventually(b, 120*time.Second, "the breaker open", func() bool { return aiProviderState(c) == "open" })
 	// Give the worker time to fill its windows and stop fetching.
 	time.Sleep(5 * time.Second)
-	rssOutage := rssKiB(b, worker.cmd.Process.Pid)
+	rssOutage := procKiB(b, worker.cmd.Process.Pid, "VmRSS")
 
 	b.ResetTimer()
 	back := time.Now()
@@ -157,7 +157,7 @@ func drainAfterOutage(b *testing.B, nTasks, rate int) {
 	b.ReportMetric(drain.Seconds(), "drain_s")
 	b.ReportMetric(float64(nTasks)/drain.Seconds(), "answers/s")
 	b.ReportMetric(float64(rssOutage), "worker_rss_outage_KiB")
-	b.ReportMetric(float64(peakRSSKiB(b, worker.cmd.Process.Pid)), "worker_peak_rss_KiB")
+	b.ReportMetric(float64(procKiB(b, worker.cmd.Process.Pid, "VmHWM")), "worker_peak_rss_KiB")
 	b.ReportMetric(maxShare*nWS, "max_share_per_fair_share")
 	b.ReportMetric(lastSmall.Sub(start).Seconds(), "small_workspaces_done_s")
 	b.ReportMetric(bigDone.Sub(start).Seconds(), "big_workspace_done_s")
@@ -165,18 +165,4 @@ func drainAfterOutage(b *testing.B, nTasks, rate int) {
 		nTasks, rate, drain.Round(time.Millisecond), firstDone.Sub(start).Round(time.Millisecond), fake.Stats().Calls)
 	worker.stop()
 	dev.stop()
-}
-
-func peakRSSKiB(t testing.TB, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	return 0
 }

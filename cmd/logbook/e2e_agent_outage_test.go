@@ -56,18 +56,19 @@ func outcomesPerTask(evs []map[string]any) map[string]int {
 	return n
 }
 
-func rssKiB(t testing.TB, pid int) int {
+// procKiB reads a KiB figure of /proc/PID/status: "VmRSS" now, "VmHWM" at peak.
+func procKiB(t testing.TB, pid int, field string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			n, _ := strconv.Atoi(f[1])
 			return n
 		}
 	}
-	t.Fatal("no VmRSS")
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 
@@ -150,7 +151,7 @@ func TestAIOutageCostsOnlyDelay(t *testing.T) {
 		st := c.do("GET", "/v1/status", nil)
 		return st.str("level") == "ai_degraded" && aiProviderState(c) != "closed"
 	})
-	rssBefore := rssKiB(t, p.cmd.Process.Pid)
+	rssBefore := procKiB(t, p.cmd.Process.Pid, "VmRSS")
 	backlogBefore := aiBacklog(c)
 	callsAtOpen := fake.Total()
 	// Reads all answer, quickly, for the rest of the outage.
@@ -174,7 +175,7 @@ func TestAIOutageCostsOnlyDelay(t *testing.T) {
 	}
 	outage := time.Since(downAt)
 	callsInOutage := fake.Total() - callsAtOpen
-	rssAfter := rssKiB(t, p.cmd.Process.Pid)
+	rssAfter := procKiB(t, p.cmd.Process.Pid, "VmRSS")
 	backlogAfter := aiBacklog(c)
 	if slow > reads/100 {
 		t.Errorf("%d of %d reads took over 500ms during the outage (slowest %v)", slow, reads, slowest)
