@@ -54,7 +54,10 @@ const (
 	MaxAgents          = 200
 	MaxModelLen        = 200
 	MaxDailyTokenLimit = 1_000_000_000
-	MaxAttempt         = 1<<31 - 1 // attempts count from 1
+	// MaxRequestsPerMinute is far above any provider's limit: the cap is
+	// there to slow one workspace down, not to be a second quota.
+	MaxRequestsPerMinute = 1_000_000
+	MaxAttempt           = 1<<31 - 1 // attempts count from 1
 )
 
 // Roles: of members, and of keys.
@@ -101,8 +104,9 @@ type WorkspaceRegisterAgentCmd struct {
 }
 
 type WorkspaceSetAIPolicyCmd struct {
-	DailyTokenBudget int64  `json:"daily_token_budget"`
-	FallbackMode     string `json:"fallback_mode"`
+	DailyTokenBudget  int64  `json:"daily_token_budget"`
+	FallbackMode      string `json:"fallback_mode"`
+	RequestsPerMinute int64  `json:"requests_per_minute,omitempty"`
 }
 
 type WorkspaceEraseCmd struct{}
@@ -130,10 +134,12 @@ type TokenUsage struct {
 }
 
 type TaskRecordResultCmd struct {
-	TaskID  string     `json:"task_id"`
-	Attempt int        `json:"attempt"`
-	Output  string     `json:"output"`
-	Usage   TokenUsage `json:"usage"`
+	TaskID   string     `json:"task_id"`
+	Attempt  int        `json:"attempt"`
+	Output   string     `json:"output"`
+	Usage    TokenUsage `json:"usage"`
+	Provider string     `json:"provider,omitempty"`
+	Model    string     `json:"model,omitempty"`
 }
 
 type TaskFailAttemptCmd struct {

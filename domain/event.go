@@ -25,7 +25,7 @@ type Event struct {
 	Payload    any
 }
 
-// Event types. Every type is at schema version EventVersion.
+// Event types; EventVersion gives the schema version each is decided at.
 const (
 	EvWorkspaceCreated         = "workspace.created"
 	EvWorkspaceRenamed         = "workspace.renamed"
@@ -47,8 +47,20 @@ const (
 	EvKeyRevoked               = "key.revoked"
 )
 
-// EventVersion is the schema version of every event type decided today.
-const EventVersion = 1
+// eventVersions holds the types past schema version 1. Raising one needs a
+// new schema file and an upcaster from the version before (schemas/).
+var eventVersions = map[string]int{
+	EvWorkspaceAIPolicySet: 2, // + requests_per_minute
+	EvTaskResultRecorded:   2, // + provider, model
+}
+
+// EventVersion is the schema version an event type is decided at today.
+func EventVersion(typ string) int {
+	if v, ok := eventVersions[typ]; ok {
+		return v
+	}
+	return 1
+}
 
 // EventTypes lists every event type Decide can emit.
 var EventTypes = []string{
@@ -88,8 +100,9 @@ type WorkspaceAgentRegistered struct {
 }
 
 type WorkspaceAIPolicySet struct {
-	DailyTokenBudget int64  `json:"daily_token_budget"`
-	FallbackMode     string `json:"fallback_mode"`
+	DailyTokenBudget  int64  `json:"daily_token_budget"`
+	FallbackMode      string `json:"fallback_mode"`
+	RequestsPerMinute int64  `json:"requests_per_minute"` // since v2
 }
 
 type WorkspaceErased struct{}
@@ -113,10 +126,12 @@ type TaskAttemptStarted struct {
 }
 
 type TaskResultRecorded struct {
-	TaskID  string     `json:"task_id"`
-	Attempt int        `json:"attempt"`
-	Output  string     `json:"output"`
-	Usage   TokenUsage `json:"usage"`
+	TaskID   string     `json:"task_id"`
+	Attempt  int        `json:"attempt"`
+	Output   string     `json:"output"`
+	Usage    TokenUsage `json:"usage"`
+	Provider string     `json:"provider"` // since v2; empty when not said
+	Model    string     `json:"model"`    // since v2; empty when not said
 }
 
 type TaskAttemptFailed struct {

@@ -47,7 +47,8 @@ func Evolve(s State, e Event) State {
 		})
 	case EvWorkspaceAIPolicySet:
 		return evolveWorkspace(s, e, false, func(ws *Workspace, p WorkspaceAIPolicySet) {
-			ws.Policy = AIPolicy{DailyTokenBudget: p.DailyTokenBudget, FallbackMode: p.FallbackMode}
+			ws.Policy = AIPolicy{DailyTokenBudget: p.DailyTokenBudget, FallbackMode: p.FallbackMode,
+				RequestsPerMinute: p.RequestsPerMinute}
 		})
 	case EvWorkspaceErased:
 		return evolveWorkspace(s, e, false, func(ws *Workspace, _ WorkspaceErased) {
@@ -90,6 +91,7 @@ func Evolve(s State, e Event) State {
 	case EvTaskResultRecorded:
 		return evolveTask(s, e, false, func(t *Task, p TaskResultRecorded) {
 			t.Output = p.Output
+			t.Provider, t.Model = p.Provider, p.Model
 			t.Usage = sumUsage(t.Usage, p.Usage)
 		})
 	case EvTaskAttemptFailed:

@@ -35,6 +35,8 @@ type Agent struct {
 type AIPolicy struct {
 	DailyTokenBudget int64  `json:"daily_token_budget"` // 0: no budget
 	FallbackMode     string `json:"fallback_mode"`
+	// RequestsPerMinute caps the workspace's AI provider calls; 0: no cap.
+	RequestsPerMinute int64 `json:"requests_per_minute,omitempty"`
 }
 
 // Workspace is the state of one workspace aggregate, rebuilt by Evolve.
@@ -51,15 +53,18 @@ type Workspace struct {
 
 // Task is the state of one task aggregate, rebuilt by Evolve.
 type Task struct {
-	ID            string     `json:"id"`
-	WorkspaceID   string     `json:"workspace_id"`
-	Title         string     `json:"title"`
-	Input         string     `json:"input"`
-	Priority      int        `json:"priority"`
-	Assignee      string     `json:"assignee,omitempty"`
-	Status        string     `json:"status"`
-	Attempt       int        `json:"attempt"`
-	Output        string     `json:"output,omitempty"`
+	ID          string `json:"id"`
+	WorkspaceID string `json:"workspace_id"`
+	Title       string `json:"title"`
+	Input       string `json:"input"`
+	Priority    int    `json:"priority"`
+	Assignee    string `json:"assignee,omitempty"`
+	Status      string `json:"status"`
+	Attempt     int    `json:"attempt"`
+	Output      string `json:"output,omitempty"`
+	// Provider and Model say what produced Output, when it was recorded.
+	Provider      string     `json:"provider,omitempty"`
+	Model         string     `json:"model,omitempty"`
 	FailureReason string     `json:"failure_reason,omitempty"`
 	Usage         TokenUsage `json:"usage"`
 	Version       int64      `json:"version"`

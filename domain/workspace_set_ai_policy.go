@@ -1,13 +1,17 @@
 package domain
 
 func workspaceSetAIPolicy(_ *Workspace, p WorkspaceSetAIPolicyCmd, e *emitter) error {
-	e.emit(EvWorkspaceAIPolicySet, WorkspaceAIPolicySet{DailyTokenBudget: p.DailyTokenBudget, FallbackMode: p.FallbackMode})
+	e.emit(EvWorkspaceAIPolicySet, WorkspaceAIPolicySet{DailyTokenBudget: p.DailyTokenBudget, FallbackMode: p.FallbackMode,
+		RequestsPerMinute: p.RequestsPerMinute})
 	return nil
 }
 
 func (p WorkspaceSetAIPolicyCmd) validate() (WorkspaceSetAIPolicyCmd, error) {
 	if p.DailyTokenBudget < 0 || p.DailyTokenBudget > MaxDailyTokenLimit {
 		return p, Invalid("daily_token_budget", "must be between 0 and %d", MaxDailyTokenLimit)
+	}
+	if p.RequestsPerMinute < 0 || p.RequestsPerMinute > MaxRequestsPerMinute {
+		return p, Invalid("requests_per_minute", "must be between 0 and %d", MaxRequestsPerMinute)
 	}
 	switch p.FallbackMode {
 	case "":

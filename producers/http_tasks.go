@@ -74,12 +74,15 @@ func (a *API) startTask(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) recordResult(w http.ResponseWriter, r *http.Request) {
 	var b struct {
-		Attempt int               `json:"attempt"`
-		Output  string            `json:"output"`
-		Usage   domain.TokenUsage `json:"usage"`
+		Attempt  int               `json:"attempt"`
+		Output   string            `json:"output"`
+		Usage    domain.TokenUsage `json:"usage"`
+		Provider string            `json:"provider"`
+		Model    string            `json:"model"`
 	}
 	a.taskCommand(w, r, domain.CmdTaskRecordResult, bodyRequired, &b, func(id string) any {
-		return &domain.TaskRecordResultCmd{TaskID: id, Attempt: b.Attempt, Output: b.Output, Usage: b.Usage}
+		return &domain.TaskRecordResultCmd{TaskID: id, Attempt: b.Attempt, Output: b.Output, Usage: b.Usage,
+			Provider: b.Provider, Model: b.Model}
 	})
 }
 

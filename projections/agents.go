@@ -43,7 +43,7 @@ func (a *AgentWork) Work(ctx context.Context, workspaceID, taskID string, day ti
 	)
 	err := a.pool.QueryRow(ctx, `SELECT t.status, t.attempt, t.version, t.assignee, t.input,
 			a.id, a.name, a.role, a.model, a.instructions,
-			w.ai_daily_budget, w.ai_fallback_mode,
+			w.ai_daily_budget, w.ai_fallback_mode, w.ai_requests_per_minute,
 			COALESCE(u.prompt_tokens + u.completion_tokens, 0)
 		FROM tasks t
 		JOIN workspaces w ON w.id = t.workspace_id
@@ -53,7 +53,7 @@ func (a *AgentWork) Work(ctx context.Context, workspaceID, taskID string, day ti
 		dbText(workspaceID), dbText(taskID), day.UTC().Format(time.DateOnly)).Scan(
 		&w.Status, &w.Attempt, &w.Version, &assignee, &input,
 		&agentID, &name, &role, &model, &instructions,
-		&w.Policy.DailyTokenBudget, &w.Policy.FallbackMode, &w.TokensToday)
+		&w.Policy.DailyTokenBudget, &w.Policy.FallbackMode, &w.Policy.RequestsPerMinute, &w.TokensToday)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return TaskWork{}, false, nil
 	}

@@ -163,9 +163,10 @@ func (q *Queries) getWorkspace(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := queryCtx(r)
 	defer cancel()
 	var v WorkspaceView
-	err = q.pool.QueryRow(ctx, `SELECT id, name, status, version, last_seq, ai_daily_budget, ai_fallback_mode, created_at, updated_at
+	err = q.pool.QueryRow(ctx, `SELECT id, name, status, version, last_seq, ai_daily_budget, ai_fallback_mode, ai_requests_per_minute,
+			created_at, updated_at
 		FROM workspaces WHERE id = $1`, ws).Scan(&v.ID, &v.Name, &v.Status, &v.Version, &v.LastSeq,
-		&v.AIPolicy.DailyTokenBudget, &v.AIPolicy.FallbackMode, &v.CreatedAt, &v.UpdatedAt)
+		&v.AIPolicy.DailyTokenBudget, &v.AIPolicy.FallbackMode, &v.AIPolicy.RequestsPerMinute, &v.CreatedAt, &v.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = q.missingWorkspace(ctx, ws)
 	}
@@ -235,6 +236,8 @@ type TaskView struct {
 	Status        string            `json:"status"`
 	Attempt       int               `json:"attempt"`
 	Output        string            `json:"output,omitempty"`
+	Provider      string            `json:"provider,omitempty"`
+	Model         string            `json:"model,omitempty"`
 	FailureReason string            `json:"failure_reason,omitempty"`
 	Usage         domain.TokenUsage `json:"usage"`
 	Version       int64             `json:"version"`
@@ -244,8 +247,8 @@ type TaskView struct {
 
 func taskView(t *domain.Task) TaskView {
 	return TaskView{ID: t.ID, WorkspaceID: t.WorkspaceID, Title: t.Title, Input: t.Input, Priority: t.Priority,
-		Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output, FailureReason: t.FailureReason,
-		Usage: t.Usage, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+		Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output, Provider: t.Provider,
+		Model: t.Model, FailureReason: t.FailureReason, Usage: t.Usage, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 }
 
 // workspaceExists answers 404 for tasks and events of a workspace that does

@@ -176,8 +176,8 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 				dbText(p.Instructions), at)
 			b.Queue(`UPDATE workspaces SET version = $2, updated_at = $3 WHERE id = $1`, ws, v, at)
 		case *domain.WorkspaceAIPolicySet:
-			b.Queue(`UPDATE workspaces SET ai_daily_budget = $2, ai_fallback_mode = $3, version = $4, updated_at = $5
-				WHERE id = $1`, ws, p.DailyTokenBudget, dbText(p.FallbackMode), v, at)
+			b.Queue(`UPDATE workspaces SET ai_daily_budget = $2, ai_fallback_mode = $3, ai_requests_per_minute = $4,
+				version = $5, updated_at = $6 WHERE id = $1`, ws, p.DailyTokenBudget, dbText(p.FallbackMode), p.RequestsPerMinute, v, at)
 		}
 	}
 	ids := make([]string, 0, len(lastSeq))
@@ -192,7 +192,7 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 }
 
 const taskColumns = `workspace_id, id, title, input, priority, assignee, status, attempt, output,
-	failure_reason, prompt_tokens, completion_tokens, version, created_at, updated_at`
+	failure_reason, prompt_tokens, completion_tokens, version, created_at, updated_at, provider, model`
 
 // applyTasks loads the touched tasks once, folds the batch's events over them
 // with domain.Evolve and upserts them with one statement.
@@ -247,6 +247,7 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	n := len(order)
 	cols := struct {
 		ws, id, title, input, assignee, status, output, reason []*string
+		provider, model                                        []*string
 		priority, attempt                                      []int32
 		prompt, completion, version                            []int64
 		created, updated                                       []time.Time
@@ -273,6 +274,8 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		cols.version = append(cols.version, t.Version)
 		cols.created = append(cols.created, t.CreatedAt)
 		cols.updated = append(cols.updated, t.UpdatedAt)
+		cols.provider = append(cols.provider, dbTextPtr(t.Provider))
+		cols.model = append(cols.model, dbTextPtr(t.Model))
 	}
 	if n == 0 {
 		return nil
@@ -280,23 +283,26 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	_, err = tx.Exec(ctx, `INSERT INTO tasks (`+taskColumns+`)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
 			$8::int[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::timestamptz[],
-			$15::timestamptz[])
+			$15::timestamptz[], $16::text[], $17::text[])
 		ON CONFLICT (workspace_id, id) DO UPDATE SET title = EXCLUDED.title, input = EXCLUDED.input,
 			priority = EXCLUDED.priority, assignee = EXCLUDED.assignee, status = EXCLUDED.status,
 			attempt = EXCLUDED.attempt, output = EXCLUDED.output, failure_reason = EXCLUDED.failure_reason,
 			prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
-			version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
+			version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, provider = EXCLUDED.provider,
+			model = EXCLUDED.model`,
 		cols.ws, cols.id, cols.title, cols.input, cols.priority, cols.assignee, cols.status, cols.attempt,
-		cols.output, cols.reason, cols.prompt, cols.completion, cols.version, cols.created, cols.updated)
+		cols.output, cols.reason, cols.prompt, cols.completion, cols.version, cols.created, cols.updated,
+		cols.provider, cols.model)
 	return err
 }
 
 func scanTask(row pgx.Row) (*domain.Task, error) {
 	var t domain.Task
-	var input, assignee, output, reason *string
+	var input, assignee, output, reason, provider, model *string
 	var priority, attempt int32
 	err := row.Scan(&t.WorkspaceID, &t.ID, &t.Title, &input, &priority, &assignee, &t.Status, &attempt, &output,
-		&reason, &t.Usage.PromptTokens, &t.Usage.CompletionTokens, &t.Version, &t.CreatedAt, &t.UpdatedAt)
+		&reason, &t.Usage.PromptTokens, &t.Usage.CompletionTokens, &t.Version, &t.CreatedAt, &t.UpdatedAt,
+		&provider, &model)
 	if err != nil {
 		return nil, err
 	}
@@ -304,6 +310,7 @@ func scanTask(row pgx.Row) (*domain.Task, error) {
 	t.ID, t.Title = fromDBText(t.ID), fromDBText(t.Title)
 	t.Input, t.Assignee = fromDBTextPtr(input), fromDBTextPtr(assignee)
 	t.Output, t.FailureReason = fromDBTextPtr(output), fromDBTextPtr(reason)
+	t.Provider, t.Model = fromDBTextPtr(provider), fromDBTextPtr(model)
 	return &t, nil
 }
 

@@ -40,7 +40,7 @@ func Seal(chain Chain, meta EventMeta, events []domain.Event) ([]EventEnvelope, 
 			return nil, chain, err
 		}
 		env := EventEnvelope{
-			ID: id.String(), Type: ev.Type, Version: domain.EventVersion,
+			ID: id.String(), Type: ev.Type, Version: domain.EventVersion(ev.Type),
 			WorkspaceID: meta.WorkspaceID, Aggregate: ev.Aggregate,
 			Seq: chain.Seq + 1, CommandID: meta.CommandID, CorrelationID: meta.CorrelationID,
 			Actor: meta.Actor, OccurredAt: Timestamp(ev.OccurredAt), Payload: p,

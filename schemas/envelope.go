@@ -164,10 +164,11 @@ func (e EventEnvelope) Event() (domain.Event, error) {
 	if p == nil {
 		return domain.Event{}, fmt.Errorf("schemas: unknown event type %q", e.Type)
 	}
-	if e.Version != domain.EventVersion {
-		return domain.Event{}, fmt.Errorf("schemas: %s has unsupported version %d", e.Type, e.Version)
+	payload, err := Upcast(e.Type, e.Version, e.Payload)
+	if err != nil {
+		return domain.Event{}, err
 	}
-	if err := json.Unmarshal(e.Payload, p); err != nil {
+	if err := json.Unmarshal(payload, p); err != nil {
 		return domain.Event{}, fmt.Errorf("schemas: decode %s payload: %w", e.Type, err)
 	}
 	return domain.Event{Type: e.Type, Aggregate: e.Aggregate, OccurredAt: e.OccurredAt, Payload: p}, nil

@@ -132,6 +132,33 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		if got.Body["attempt"].(float64) != 2 {
 			t.Errorf("completed on attempt %v, want 2", got.Body["attempt"])
 		}
+		if got.str("provider") != "openai" || got.str("model") != "gpt-4o-mini" {
+			t.Errorf("result says provider %q model %q, want openai gpt-4o-mini", got.str("provider"), got.str("model"))
+		}
+	})
+
+	t.Run("requests_per_minute spaces a workspace's calls", func(t *testing.T) {
+		r.t = t
+		r.healthy()
+		ws, agent := r.workspace(map[string]any{"requests_per_minute": 60})
+		eventually(t, 10*time.Second, "the workspace shows its request cap", func() bool {
+			policy, _ := r.c.must(200, "GET", "/v1/workspaces/"+ws, nil).Body["ai_policy"].(map[string]any)
+			return policy["requests_per_minute"] == 60.0
+		})
+		start := time.Now()
+		tasks := make([]string, 6)
+		for i := range tasks {
+			tasks[i] = r.task(ws, agent)
+		}
+		for _, task := range tasks {
+			r.until(ws, task, "completed", 40*time.Second)
+		}
+		// At most PerWorkspace (4) calls go out before the cap is known;
+		// they count against it, so the 5th waits 4s and the 6th 5s.
+		// Uncapped, all six complete within a second.
+		if d := time.Since(start); d < 3500*time.Millisecond {
+			t.Errorf("6 calls at 60/min done in %v", d)
+		}
 	})
 
 	t.Run("rate limit is waited out per Retry-After", func(t *testing.T) {
@@ -212,14 +239,16 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		eventually(t, 40*time.Second, "breaker open", func() bool { return r.providerState() == "open" })
 		task := r.task(ws, agent)
 		got := r.until(ws, task, "completed", 30*time.Second)
-		if !strings.Contains(got.str("output"), "Priority") {
-			t.Errorf("output %q is not the local responder's", got.str("output"))
+		if !strings.Contains(got.str("output"), "Priority") || got.str("provider") != "local" {
+			t.Errorf("output %q from %q is not the local responder's", got.str("output"), got.str("provider"))
 		}
 		if s := r.c.must(200, "GET", "/v1/workspaces/"+waiting+"/tasks/"+stuck, nil).str("status"); s == "completed" || s == "failed" {
 			t.Errorf("the task without fallback is %s; it should wait", s)
 		}
 		r.fake.SetMode(aifake.Healthy)
-		r.until(waiting, stuck, "completed", 40*time.Second)
+		if p := r.until(waiting, stuck, "completed", 40*time.Second).str("provider"); p != "openai" {
+			t.Errorf("the waiting task was answered by %q, want openai", p)
+		}
 	})
 
 	t.Run("a spent daily budget leaves tasks assigned", func(t *testing.T) {

@@ -24,6 +24,9 @@ func TestDevAgentCompletesAssignedTaskWithLocalProvider(t *testing.T) {
 	if out := r.str("output"); !strings.Contains(out, "triage") && !strings.Contains(strings.ToLower(out), "priority") {
 		t.Errorf("output does not look like the local responder's: %q", out)
 	}
+	if r.str("provider") != "local" || r.str("model") == "" {
+		t.Errorf("result says provider %q model %q, want local and a model", r.str("provider"), r.str("model"))
+	}
 	if r.Body["attempt"].(float64) != 1 {
 		t.Errorf("attempt %v, want 1", r.Body["attempt"])
 	}

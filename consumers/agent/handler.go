@@ -63,6 +63,7 @@ func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, as
 	default:
 		return nil, nil // moved on since
 	}
+	w.limiter.setRate(env.WorkspaceID, work.Policy.RequestsPerMinute)
 	local := work.Policy.FallbackMode == domain.FallbackLocal
 	if w.gate != nil && !local && work.overBudget() && n > work.Attempt {
 		w.overBudget.Add(1)
@@ -84,8 +85,13 @@ func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, as
 	var m *message.Message
 	switch class {
 	case "":
+		model := resp.Model
+		if model == "" {
+			model = req.Model
+		}
 		m, err = w.command(env, id, domain.CmdTaskRecordResult, domain.TaskRecordResultCmd{
 			TaskID: taskID, Attempt: n, Output: fitText(resp.Output, domain.MaxTextLen), Usage: fitUsage(resp.Usage),
+			Provider: fitText(resp.Provider, domain.MaxNameLen), Model: fitText(model, domain.MaxModelLen),
 		})
 	case ClassBadRequest, ClassMalformed:
 		m, err = w.command(env, id, domain.CmdTaskFailAttempt, domain.TaskFailAttemptCmd{

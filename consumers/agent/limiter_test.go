@@ -120,3 +120,61 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A workspace whose policy caps its requests per minute is admitted no
+// faster than that, while another workspace goes at full speed; a cap
+// lifted lets the waiting calls through.
+func TestLimiterHoldsAWorkspaceToItsRequestRate(t *testing.T) {
+	l := newLimiter(10, 10, time.Second)
+	ctx := context.Background()
+	admit := func(ws string) time.Time {
+		t.Helper()
+		release, err := l.acquire(ctx, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		return time.Now()
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the worker's tick
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				l.tick()
+			}
+		}
+	}()
+
+	admit("slow")
+	l.setRate("slow", 600) // one call each 100ms; this one counted
+	start := time.Now()
+	for range 3 {
+		admit("slow")
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("3 calls at 600/min took %v, want at least 250ms", d)
+	}
+	start = time.Now()
+	for range 50 {
+		admit("fast")
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Fatalf("an uncapped workspace took %v for 50 calls", d)
+	}
+
+	l.setRate("slow", 1) // one a minute: the next call waits
+	ctxShort, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := l.acquire(ctxShort, "slow"); err == nil {
+		t.Fatal("a call went through within 300ms of the last at 1/min")
+	}
+	if s := l.snapshot(); s.Waiting != 0 || s.Running != 0 {
+		t.Fatalf("a cancelled wait left %+v", s)
+	}
+	l.setRate("slow", 0)
+	admit("slow")
+}

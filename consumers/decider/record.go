@@ -21,7 +21,9 @@ import (
 //     window has two shapes: whole results ("command_id", "status",
 //     "aggregate_id") in the oldest records, compact outcomes ("id",
 //     "rejected", "aggregate") later.
-//   - Format 1: the structs below.
+//   - Format 1: the structs below. Fields added later are optional and
+//     omitted when empty (requests_per_minute; a task's provider and
+//     model), so format 1 written before them reads as it always did.
 //
 // A restore reads every format up to stateFormat and refuses a later one
 // loudly: loading what it cannot read as empty would forget decided commands.
@@ -60,8 +62,9 @@ type agentV1 struct {
 }
 
 type policyV1 struct {
-	DailyTokenBudget int64  `json:"daily_token_budget"`
-	FallbackMode     string `json:"fallback_mode"`
+	DailyTokenBudget  int64  `json:"daily_token_budget"`
+	FallbackMode      string `json:"fallback_mode"`
+	RequestsPerMinute int64  `json:"requests_per_minute,omitempty"`
 }
 
 type chainV1 struct {
@@ -90,6 +93,8 @@ type taskRecord struct {
 	Status        string    `json:"status"`
 	Attempt       int       `json:"attempt"`
 	Output        string    `json:"output,omitempty"`
+	Provider      string    `json:"provider,omitempty"`
+	Model         string    `json:"model,omitempty"`
 	FailureReason string    `json:"failure_reason,omitempty"`
 	Usage         usageV1   `json:"usage"`
 	Version       int64     `json:"version"`
@@ -245,7 +250,7 @@ func decodeWorkspace(value []byte) (*workspaceState, error) {
 func encodeTask(t *domain.Task) ([]byte, error) {
 	return json.Marshal(taskRecord{V: stateFormat, ID: t.ID, WorkspaceID: t.WorkspaceID, Title: t.Title, Input: t.Input,
 		Priority: t.Priority, Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output,
-		FailureReason: t.FailureReason, Usage: usageV1(t.Usage), Version: t.Version, CreatedAt: t.CreatedAt,
+		Provider: t.Provider, Model: t.Model, FailureReason: t.FailureReason, Usage: usageV1(t.Usage), Version: t.Version, CreatedAt: t.CreatedAt,
 		UpdatedAt: t.UpdatedAt})
 }
 
@@ -262,7 +267,7 @@ func decodeTask(value []byte) (*domain.Task, error) {
 		return nil, errors.New("task record without an id")
 	}
 	return &domain.Task{ID: r.ID, WorkspaceID: r.WorkspaceID, Title: r.Title, Input: r.Input, Priority: r.Priority,
-		Assignee: r.Assignee, Status: r.Status, Attempt: r.Attempt, Output: r.Output, FailureReason: r.FailureReason,
+		Assignee: r.Assignee, Status: r.Status, Attempt: r.Attempt, Output: r.Output, Provider: r.Provider, Model: r.Model, FailureReason: r.FailureReason,
 		Usage: domain.TokenUsage(r.Usage), Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
 }
 
