@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -38,12 +39,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg.Roles = splitList(*roles)
 	log := cfg.logger(stderr)
+	restrictUmask()
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
 		return err
+	}
+	if err := lockDown(abs); err != nil {
+		return fmt.Errorf("data directory %s: %w", abs, err)
 	}
 
 	if len(cfg.Kafka.Brokers) == 0 {
@@ -65,7 +70,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		defer pgLog.Close()
-		srv, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(abs, "postgres"), Fsync: true, Log: pgLog})
+		srv, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(abs, devPostgresDir), Private: abs, Fsync: true, Log: pgLog})
 		if err != nil {
 			return fmt.Errorf("embedded postgres: %w", err)
 		}
@@ -92,8 +97,43 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 // devDatabaseURLFile, under the data directory, holds the embedded
-// database's URL while `logbook dev` runs.
+// database's URL, password included, while `logbook dev` runs.
 const devDatabaseURLFile = "postgres.url"
+
+// devPostgresDir is the embedded database's cluster, under the data
+// directory; it belongs to the server's user, which keeps it private.
+const devPostgresDir = "postgres"
+
+// lockDown makes the data directory its owner's alone: the directory 0700
+// and everything in it readable by its owner only, also what versions
+// before this one left open (kafka/ 0755, partition files 0644). When the
+// embedded database runs as another user, pgembed then lets that user
+// through the directory by group, search only.
+func lockDown(dir string) error {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case path == dir:
+			return nil
+		case path == filepath.Join(dir, devPostgresDir):
+			return filepath.SkipDir
+		case d.Type()&fs.ModeSymlink != 0:
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return os.Chmod(path, perm&^0o077)
+		}
+		return nil
+	})
+}
 
 // devSyncWrites reads LOGBOOK_DEV_SYNC_WRITES: whether the embedded broker
 // fsyncs every batch before it acknowledges it.

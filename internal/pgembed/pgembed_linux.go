@@ -45,6 +45,7 @@ type serverSys struct {
 	dir      string // absolute, symlinks resolved
 	bin      string
 	sockDir  string
+	password string   // the superuser's; "" only while a cluster made before passwords is secured
 	sockTemp bool     // sockDir is ours to remove
 	logFile  *os.File // opened by us (cfg.Log == nil)
 	sink     *logSink
@@ -131,7 +132,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	if ra.cred != nil {
-		if err := makeTraversable(dir, ra); err != nil {
+		private := ""
+		if cfg.Private != "" {
+			if private, err = filepath.Abs(cfg.Private); err != nil {
+				return nil, fmt.Errorf("pgembed: %w", err)
+			}
+			if private, err = filepath.EvalSymlinks(private); err != nil {
+				return nil, fmt.Errorf("pgembed: %w", err)
+			}
+		}
+		if err := makeTraversable(dir, private, ra); err != nil {
 			return nil, err
 		}
 		if err := chownTree(dir, ra); err != nil {
@@ -151,8 +161,26 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	var initOut []byte
 	if needInit {
-		if initOut, err = initdb(ctx, bin, dir, cfg.Fsync, ra); err != nil {
+		if sys.password, err = newPassword(); err != nil {
 			return nil, err
+		}
+		if initOut, err = initdb(ctx, bin, dir, cfg.Fsync, ra, sys.password); err != nil {
+			return nil, err
+		}
+		if err := writeFileAs(filepath.Join(dir, passwordFileName), []byte(sys.password+"\n"), ra); err != nil {
+			clearDir(dir)
+			return nil, err
+		}
+	} else if sys.password, err = readPassword(dir); err != nil {
+		return nil, err
+	}
+	legacy := sys.password == ""
+	if legacy {
+		switch trust, err := trusts(dir); {
+		case err != nil:
+			return nil, err
+		case !trust:
+			return nil, fmt.Errorf("pgembed: %s has no %s and does not trust local connections: restore the file, or start from an empty directory", dir, passwordFileName)
 		}
 	}
 
@@ -200,7 +228,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		err = sys.launch(ctx, cfg, port, ra)
 		if err == nil {
 			s.port = port
-			s.url = buildURL(port, "logbook")
+			if legacy {
+				if sys.password, err = sys.secure(ctx, port, ra); err != nil {
+					return nil, err
+				}
+			}
+			s.url = buildURL(port, "logbook", sys.password)
 			break
 		}
 		if i+1 < attempts && errors.Is(err, errPortInUse) && ctx.Err() == nil {
@@ -234,6 +267,7 @@ func (sys *serverSys) launch(ctx context.Context, cfg Config, port int, ra runAs
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=" + sys.sockDir,
+		"-c", "unix_socket_permissions=0700",
 		"-c", "max_connections=200",
 		"-c", "shared_buffers=128MB",
 		"-c", "logging_collector=off",
@@ -297,7 +331,7 @@ func (sys *serverSys) launch(ctx context.Context, cfg Config, port int, ra runAs
 func (sys *serverSys) waitReady(ctx context.Context, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	adminURL := buildURL(port, "postgres")
+	adminURL := buildURL(port, "postgres", sys.password)
 	var lastErr error
 	for {
 		select {
@@ -545,10 +579,11 @@ func childEnv(ra runAs) []string {
 	return env
 }
 
-// makeTraversable adds the search bit for "others" to every ancestor of
-// dir that the run-as user could not otherwise traverse (e.g. a 0700
-// t.TempDir() parent). Only search (x), never read, is granted.
-func makeTraversable(dir string, ra runAs) error {
+// makeTraversable lets the run-as user through every ancestor of dir it
+// could not otherwise traverse (e.g. a 0700 t.TempDir() parent): ancestors
+// at or below private are given to its group with search only (0710);
+// others get the search bit for "others". Read is never granted.
+func makeTraversable(dir, private string, ra runAs) error {
 	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		if err != nil {
@@ -565,7 +600,14 @@ func makeTraversable(dir string, ra runAs) error {
 		default:
 			can = mode&0o001 != 0
 		}
-		if !can {
+		if !can && private != "" && (d == private || strings.HasPrefix(d, private+"/")) {
+			if err := os.Chown(d, -1, ra.gid); err != nil {
+				return fmt.Errorf("pgembed: give %s to group of user %s: %w", d, ra.name, err)
+			}
+			if err := os.Chmod(d, 0o710); err != nil {
+				return fmt.Errorf("pgembed: make %s traversable for user %s: %w", d, ra.name, err)
+			}
+		} else if !can {
 			if err := os.Chmod(d, fi.Mode()&fs.ModePerm|fi.Mode()&(fs.ModeSticky|fs.ModeSetuid|fs.ModeSetgid)|0o001); err != nil {
 				return fmt.Errorf("pgembed: make %s traversable for user %s: %w", d, ra.name, err)
 			}
@@ -598,10 +640,15 @@ func chownTree(dir string, ra runAs) error {
 }
 
 // initdb creates a cluster in the (empty) dir and returns its output.
-func initdb(ctx context.Context, bin, dir string, fsync bool, ra runAs) ([]byte, error) {
+func initdb(ctx context.Context, bin, dir string, fsync bool, ra runAs, password string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, initdbTimeout)
 	defer cancel()
-	args := []string{"-D", dir, "-U", "logbook", "--auth=trust", "-E", "UTF8", "--locale=C"}
+	pw, err := pwFile(password, ra)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(pw)
+	args := []string{"-D", dir, "-U", "logbook", "--auth=scram-sha-256", "--pwfile=" + pw, "-E", "UTF8", "--locale=C"}
 	if !fsync {
 		args = append(args, "--no-sync")
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,8 +73,8 @@ func waitExited(t *testing.T, s *Server) {
 func TestRestartKeepsData(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pg") // t.TempDir's parent is 0700: exercises makeTraversable as root
 	s := start(t, Config{Dir: dir})
-	if ok, _ := regexp.MatchString(`^postgres://logbook@127\.0\.0\.1:\d+/logbook\?sslmode=disable$`, s.URL()); !ok {
-		t.Fatalf("URL = %q", s.URL())
+	if ok, _ := regexp.MatchString(`^postgres://logbook:[0-9a-f]{64}@127\.0\.0\.1:\d+/logbook\?sslmode=disable$`, s.URL()); !ok {
+		t.Fatalf("URL = %q", redact(s.URL()))
 	}
 	c := connect(t, s.URL())
 	mustExec(t, c, "CREATE TABLE notes (id int PRIMARY KEY, body text)")
@@ -265,4 +266,107 @@ func startOrStop(s *Server, err error) (*Server, error) {
 		_ = s.Stop()
 	}
 	return s, err
+}
+
+// redact hides a URL's password in test output.
+func redact(u string) string {
+	return regexp.MustCompile(`:[^:@/]*@`).ReplaceAllString(u, ":xxx@")
+}
+
+// refused reports whether connecting with url fails for a password reason.
+func refused(t *testing.T, url string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err == nil {
+		_ = c.Close(ctx)
+		return false
+	}
+	return strings.Contains(err.Error(), "password")
+}
+
+// Nobody gets in without the password: not over loopback, not over the
+// socket, not with a wrong one; the password file is the owner's alone and
+// no line of pg_hba.conf trusts.
+func TestConnectionsNeedThePassword(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pg")
+	s := start(t, Config{Dir: dir})
+	port := strconv.Itoa(s.Port())
+	for name, url := range map[string]string{
+		"no password":    "postgres://logbook@127.0.0.1:" + port + "/logbook?sslmode=disable",
+		"wrong password": "postgres://logbook:guess@127.0.0.1:" + port + "/logbook?sslmode=disable",
+		"socket":         "postgres://logbook@/logbook?host=" + s.sys.sockDir + "&port=" + port,
+	} {
+		if !refused(t, url) {
+			t.Errorf("%s: let in", name)
+		}
+	}
+	connect(t, s.URL()).Close(context.Background())
+	fi, err := os.Stat(filepath.Join(dir, passwordFileName))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("password file: %v, mode %v", err, fi.Mode())
+	}
+	if trust, err := trusts(dir); err != nil || trust {
+		t.Errorf("pg_hba.conf trusts: %v %v", trust, err)
+	}
+}
+
+// A cluster made when pgembed trusted local connections is given a
+// password at its next start, keeps its data, and stops trusting.
+func TestTrustedClusterIsSecuredOnStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pg")
+	s := start(t, Config{Dir: dir})
+	c := connect(t, s.URL())
+	mustExec(t, c, "CREATE TABLE notes (id int PRIMARY KEY)")
+	mustExec(t, c, "INSERT INTO notes VALUES (1)")
+	_ = c.Close(context.Background())
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// What pgembed left before passwords: initdb --auth=trust, no password file.
+	trusting := "local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
+	if err := os.WriteFile(filepath.Join(dir, "pg_hba.conf"), []byte(trusting), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, passwordFileName)); err != nil {
+		t.Fatal(err)
+	}
+	old := s.URL()
+
+	s2 := start(t, Config{Dir: dir})
+	if s2.URL() == old || !strings.Contains(s2.URL(), ":") {
+		t.Fatal("no new password")
+	}
+	c2 := connect(t, s2.URL())
+	if n := count(t, c2, "SELECT count(*) FROM notes"); n != 1 {
+		t.Errorf("rows = %d, want 1", n)
+	}
+	_ = c2.Close(context.Background())
+	if !refused(t, "postgres://logbook@127.0.0.1:"+strconv.Itoa(s2.Port())+"/logbook?sslmode=disable") {
+		t.Error("still trusts loopback")
+	}
+	if trust, err := trusts(dir); err != nil || trust {
+		t.Errorf("pg_hba.conf trusts: %v %v", trust, err)
+	}
+	if pw, err := readPassword(dir); err != nil || pw == "" {
+		t.Errorf("password file: %q %v", pw, err)
+	}
+}
+
+// A cluster that needs a password whose file is gone is refused with a
+// message that says so, not after a minute of failed logins.
+func TestMissingPasswordFileIsNamed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pg")
+	s := start(t, Config{Dir: dir})
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, passwordFileName)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := startOrStop(Start(context.Background(), Config{Dir: dir}))
+	if err == nil || !strings.Contains(err.Error(), passwordFileName) {
+		t.Fatalf("got %v", err)
+	}
 }
