@@ -28,7 +28,7 @@ func benchField(b *testing.B, size int, open bool) {
 	}
 }
 
-func BenchmarkSeal256B(b *testing.B) { benchField(b, 256, false) }
-func BenchmarkOpen256B(b *testing.B) { benchField(b, 256, true) }
+func BenchmarkSeal256B(b *testing.B)  { benchField(b, 256, false) }
+func BenchmarkOpen256B(b *testing.B)  { benchField(b, 256, true) }
 func BenchmarkSeal64KiB(b *testing.B) { benchField(b, 64<<10, false) }
 func BenchmarkOpen64KiB(b *testing.B) { benchField(b, 64<<10, true) }
