@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,23 +58,66 @@ func readPassword(dir string) (string, error) {
 		return "", fmt.Errorf("pgembed: read password: %w", err)
 	}
 	pw := strings.TrimSpace(string(b))
-	if pw == "" {
-		return "", fmt.Errorf("pgembed: %s is empty", filepath.Join(dir, passwordFileName))
+	if !validPassword(pw) {
+		// Never echoed: it may be a real password with a stray character.
+		return "", fmt.Errorf("pgembed: %s does not hold a password pgembed wrote (64 hex digits)", filepath.Join(dir, passwordFileName))
 	}
 	return pw, nil
 }
 
+func validPassword(pw string) bool {
+	if len(pw) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(pw)
+	return err == nil
+}
+
+// scramVerifier is what PostgreSQL stores for a SCRAM-SHA-256 password
+// (RFC 5803's format). Setting the verifier rather than the password keeps
+// the password out of the server's log, even of a failed statement, and
+// makes the stored form SCRAM whatever password_encryption says.
+func scramVerifier(password string) (string, error) {
+	const iterations = 4096 // PostgreSQL's default scram_iterations
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	mac := func(msg string) []byte {
+		h := hmac.New(sha256.New, salted)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac("Client Key"))
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(mac("Server Key"))), nil
+}
+
 // writeFileAs writes a 0600 file owned by the server's user, atomically.
+// The directory belongs to that user, so nothing in it is trusted: the
+// temporary file is created anew (O_EXCL, O_NOFOLLOW: a planted symlink
+// fails the write rather than redirect it) and chowned through its
+// descriptor; rename replaces a symlink at path, never follows it.
 func writeFileAs(path string, data []byte, ra runAs) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	_ = os.Remove(tmp) // a leftover, or whatever was planted there
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)
 	}
+	_, werr := f.Write(data)
+	var cerr error
 	if ra.cred != nil {
-		if err := os.Chown(tmp, ra.uid, ra.gid); err != nil {
-			_ = os.Remove(tmp)
-			return fmt.Errorf("pgembed: %w", err)
-		}
+		cerr = f.Chown(ra.uid, ra.gid)
+	}
+	serr := f.Sync()
+	if err := errors.Join(werr, cerr, serr, f.Close()); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("pgembed: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
@@ -119,11 +167,23 @@ func trusts(dir string) (bool, error) {
 	return false, sc.Err()
 }
 
-// secure gives a cluster made before passwords one: it sets the
-// superuser's password over the trusted connection it still has, keeps it
-// in the data directory, then replaces pg_hba.conf and reloads it.
+// secure ends trust on a cluster that still has it: one made before
+// passwords, or one whose securing was cut short after the password file
+// was written. Over the trusted connection it sets the superuser's password
+// (the file's, else a new one, kept first), then replaces pg_hba.conf and
+// reloads it. Every step can run again.
 func (sys *serverSys) secure(ctx context.Context, port int, ra runAs) (string, error) {
-	pw, err := newPassword()
+	pw := sys.password
+	if pw == "" {
+		var err error
+		if pw, err = newPassword(); err != nil {
+			return "", err
+		}
+		if err := writeFileAs(filepath.Join(sys.dir, passwordFileName), []byte(pw+"\n"), ra); err != nil {
+			return "", err
+		}
+	}
+	verifier, err := scramVerifier(pw)
 	if err != nil {
 		return "", err
 	}
@@ -134,13 +194,10 @@ func (sys *serverSys) secure(ctx context.Context, port int, ra runAs) (string, e
 		return "", fmt.Errorf("pgembed: connect to set a password: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	// ALTER ROLE takes no parameters. The password is hex generated above,
-	// so as a literal it cannot end the string.
-	if _, err := conn.Exec(ctx, "ALTER ROLE logbook PASSWORD '"+pw+"'"); err != nil {
+	// ALTER ROLE takes no parameters. The verifier is base64, '$' and ':'
+	// built above, so as a literal it cannot end the string.
+	if _, err := conn.Exec(ctx, "ALTER ROLE logbook PASSWORD '"+verifier+"'"); err != nil {
 		return "", fmt.Errorf("pgembed: set password: %w", err)
-	}
-	if err := writeFileAs(filepath.Join(sys.dir, passwordFileName), []byte(pw+"\n"), ra); err != nil {
-		return "", err
 	}
 	if err := writeFileAs(filepath.Join(sys.dir, "pg_hba.conf"), []byte(hbaConf), ra); err != nil {
 		return "", err

@@ -45,7 +45,7 @@ type serverSys struct {
 	dir      string // absolute, symlinks resolved
 	bin      string
 	sockDir  string
-	password string   // the superuser's; "" only while a cluster made before passwords is secured
+	password string   // the superuser's; "" only until a cluster made before passwords is secured
 	sockTemp bool     // sockDir is ours to remove
 	logFile  *os.File // opened by us (cfg.Log == nil)
 	sink     *logSink
@@ -174,14 +174,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	} else if sys.password, err = readPassword(dir); err != nil {
 		return nil, err
 	}
-	legacy := sys.password == ""
-	if legacy {
-		switch trust, err := trusts(dir); {
-		case err != nil:
-			return nil, err
-		case !trust:
-			return nil, fmt.Errorf("pgembed: %s has no %s and does not trust local connections: restore the file, or start from an empty directory", dir, passwordFileName)
-		}
+	trust, err := trusts(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !trust && sys.password == "" {
+		return nil, fmt.Errorf("pgembed: %s has no %s and does not trust local connections: restore the file, or start from an empty directory", dir, passwordFileName)
 	}
 
 	// Log sink (only now: initdb needs an empty directory).
@@ -228,8 +226,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		err = sys.launch(ctx, cfg, port, ra)
 		if err == nil {
 			s.port = port
-			if legacy {
+			if trust {
 				if sys.password, err = sys.secure(ctx, port, ra); err != nil {
+					_ = terminate(sys.p) // never leave a trusting server behind
 					return nil, err
 				}
 			}

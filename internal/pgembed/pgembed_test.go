@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -313,8 +314,14 @@ func TestConnectionsNeedThePassword(t *testing.T) {
 }
 
 // A cluster made when pgembed trusted local connections is given a
-// password at its next start, keeps its data, and stops trusting.
+// password at its next start, keeps its data, and stops trusting; so is
+// one whose securing stopped after its password file was written.
 func TestTrustedClusterIsSecuredOnStart(t *testing.T) {
+	t.Run("no password file", func(t *testing.T) { testSecured(t, false) })
+	t.Run("password file kept", func(t *testing.T) { testSecured(t, true) })
+}
+
+func testSecured(t *testing.T, keepFile bool) {
 	dir := filepath.Join(t.TempDir(), "pg")
 	s := start(t, Config{Dir: dir})
 	c := connect(t, s.URL())
@@ -329,14 +336,24 @@ func TestTrustedClusterIsSecuredOnStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "pg_hba.conf"), []byte(trusting), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, passwordFileName)); err != nil {
-		t.Fatal(err)
+	if !keepFile {
+		if err := os.Remove(filepath.Join(dir, passwordFileName)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	old := s.URL()
+	password := func(s *Server) string {
+		u, err := url.Parse(s.URL())
+		if err != nil {
+			t.Fatal("URL does not parse")
+		}
+		pw, _ := u.User.Password()
+		return pw
+	}
+	old := password(s)
 
 	s2 := start(t, Config{Dir: dir})
-	if s2.URL() == old || !strings.Contains(s2.URL(), ":") {
-		t.Fatal("no new password")
+	if kept := password(s2) == old; kept != keepFile || password(s2) == "" {
+		t.Fatalf("password kept: %v, want %v", kept, keepFile)
 	}
 	c2 := connect(t, s2.URL())
 	if n := count(t, c2, "SELECT count(*) FROM notes"); n != 1 {
