@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -104,35 +105,42 @@ const devDatabaseURLFile = "postgres.url"
 // directory; it belongs to the server's user, which keeps it private.
 const devPostgresDir = "postgres"
 
+// devOwnFiles are the entries of the data directory that logbook dev
+// writes besides the database's own directory.
+var devOwnFiles = []string{"kafka", "kafka.port", devbroker.JournalFile, "postgres.log", devDatabaseURLFile}
+
 // lockDown makes the data directory its owner's alone: the directory 0700
-// and everything in it readable by its owner only, also what versions
-// before this one left open (kafka/ 0755, partition files 0644). When the
-// embedded database runs as another user, pgembed then lets that user
-// through the directory by group, search only.
+// and what logbook keeps in it readable by its owner only, also what
+// versions before this one left open (kafka/ 0755, partition files 0644).
+// Entries it does not know are left as they are (--data may name a
+// directory that holds other things). When the embedded database runs as
+// another user, pgembed then lets that user through by group, search only.
 func lockDown(dir string) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		switch {
-		case err != nil:
-			return err
-		case path == dir:
+	for _, name := range devOwnFiles {
+		err := filepath.WalkDir(filepath.Join(dir, name), func(path string, d fs.DirEntry, err error) error {
+			switch {
+			case err != nil:
+				return err
+			case d.Type()&fs.ModeSymlink != 0:
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+				return os.Chmod(path, perm&^0o077)
+			}
 			return nil
-		case path == filepath.Join(dir, devPostgresDir):
-			return filepath.SkipDir
-		case d.Type()&fs.ModeSymlink != 0:
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-			return os.Chmod(path, perm&^0o077)
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // devSyncWrites reads LOGBOOK_DEV_SYNC_WRITES: whether the embedded broker

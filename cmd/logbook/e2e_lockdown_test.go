@@ -22,13 +22,18 @@ import (
 func TestDevDataIsPrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	// What versions before the lock-down left: world-readable entries.
-	if err := os.MkdirAll(filepath.Join(dir, "old"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "kafka"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "old", "notes"), []byte("x"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "postgres.log"), []byte("x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Not logbook's: left as it is.
+	notes := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notes, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := startDev(t, dir)
@@ -47,6 +52,10 @@ func TestDevDataIsPrivate(t *testing.T) {
 		}
 		perm := fi.Mode().Perm()
 		switch {
+		case path == notes:
+			if perm != 0o644 {
+				t.Errorf("a file logbook does not own became %v", perm)
+			}
 		case perm&0o007 != 0:
 			t.Errorf("%s is %v: open to every user", path, perm)
 		case path == dir:
