@@ -52,8 +52,10 @@ func fieldAAD(workspace, field string) []byte {
 	return []byte("logbook.field.v1\x00" + workspace + "\x00" + field)
 }
 
-// Seal encrypts a field's plaintext. The empty string stays empty: it
-// says nothing, and readers need not tell "no input" from a sealed one.
+// Seal encrypts a field's plaintext. field names the slot the value lives
+// in, record included ("task/<id>/input"), so a sealed value does not open
+// in another record's slot either. The empty string stays empty: it says
+// nothing, and readers need not tell "no input" from a sealed one.
 func (k *DataKey) Seal(field, plain string) (string, error) {
 	if plain == "" {
 		return "", nil
@@ -95,8 +97,8 @@ func Parse(sealed string) (generation int, ciphertext []byte, err error) {
 		return 0, nil, ErrNotSealed
 	}
 	generation, err = strconv.Atoi(g)
-	if err != nil || generation < 1 {
-		return 0, nil, ErrNotSealed
+	if err != nil || generation < 1 || strconv.Itoa(generation) != g {
+		return 0, nil, ErrNotSealed // one spelling per generation: no 01, no +1
 	}
 	ciphertext, err = b64.DecodeString(enc)
 	if err != nil {

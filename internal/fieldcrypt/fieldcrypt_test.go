@@ -71,7 +71,7 @@ func TestEmptyStaysEmptyAndPlaintextIsNotSealed(t *testing.T) {
 	if s, err := k.Seal("input", ""); err != nil || s != "" {
 		t.Fatalf("empty sealed to %q %v", s, err)
 	}
-	for _, v := range []string{"", "plain text", "lbx1.", "lbx1.x.abc", "lbx1.0.abc", "lbx1.1.***", "lbx2.1.abc"} {
+	for _, v := range []string{"", "plain text", "lbx1.", "lbx1.x.abc", "lbx1.0.abc", "lbx1.01.abc", "lbx1.+1.abc", "lbx1.1.***", "lbx2.1.abc"} {
 		if _, err := k.Open("input", v); err == nil {
 			t.Errorf("%q opened", v)
 		}
@@ -116,7 +116,10 @@ func TestMasterKeysRotate(t *testing.T) {
 
 func TestMasterKeyErrorsNeverEchoKeys(t *testing.T) {
 	secret := strings.Repeat("ab", 31) // 62 hex digits: one byte short
-	for _, text := range []string{"", "# only a comment", "k1:" + secret, "k1:" + secret + "zz", "nocolon" + secret, "k1:" + strings.Repeat("ab", 32) + ",k1:" + strings.Repeat("cd", 32)} {
+	for _, text := range []string{"", "# only a comment", "k1:" + secret, "k1:" + secret + "zz", "nocolon" + secret,
+		"k1:" + strings.Repeat("ab", 32) + ",k1:" + strings.Repeat("cd", 32),
+		strings.Repeat("ab", 32) + ":k1", // written the wrong way round
+	} {
 		_, err := fieldcrypt.ParseMasterKeys(text)
 		if err == nil {
 			t.Errorf("%.20q accepted", text)
@@ -125,6 +128,24 @@ func TestMasterKeyErrorsNeverEchoKeys(t *testing.T) {
 		if strings.Contains(err.Error(), "abab") || strings.Contains(err.Error(), "cdcd") {
 			t.Errorf("error echoes key material: %v", err)
 		}
+	}
+}
+
+// A comment is a whole line: a comma in it does not make what follows a key.
+func TestMasterKeyCommentsStayComments(t *testing.T) {
+	cur, _ := fieldcrypt.NewMasterKey("new")
+	old, _ := fieldcrypt.NewMasterKey("old")
+	svc, err := fieldcrypt.ParseMasterKeys("# retired 2024, " + old + "\n" + cur + "\n")
+	if err != nil || svc.Current() != "new" {
+		t.Fatalf("current %v, %v", svc, err)
+	}
+	w := fieldcrypt.Wrapped{MasterKeyID: "old", Ciphertext: make([]byte, 40)}
+	if _, err := svc.Unwrap(context.Background(), w, nil); !errors.Is(err, fieldcrypt.ErrUnknownMasterKey) {
+		t.Errorf("a key in a comment is held: %v", err)
+	}
+	both, err := fieldcrypt.ParseMasterKeys(cur + "," + old)
+	if err != nil || both.Current() != "new" {
+		t.Fatalf("comma-separated: %v", err)
 	}
 }
 

@@ -42,44 +42,55 @@ type Local struct {
 	keys    map[string]cipher.AEAD
 }
 
-// ParseMasterKeys reads master keys, one per line or separated by commas,
-// each "id:hex" with 32 bytes (64 hex digits); the first is current, the
-// others are older keys kept to unwrap what they wrapped. Blank lines and
-// lines starting with # are ignored. Errors never echo key material.
+// ParseMasterKeys reads master keys, one per line (or, on a line, separated
+// by commas, for an environment variable), each "id:hex" with 32 bytes (64
+// hex digits); the first is current, the others are older keys kept to
+// unwrap what they wrapped. Blank lines and lines starting with # are
+// ignored. Errors name keys by position, never by what was written (a key
+// written the wrong way round would be echoed).
 func ParseMasterKeys(text string) (*Local, error) {
 	l := &Local{keys: map[string]cipher.AEAD{}}
 	n := 0
-	for _, line := range strings.FieldsFunc(text, func(r rune) bool { return r == '\n' || r == ',' }) {
+	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		n++
-		id, hexKey, ok := strings.Cut(line, ":")
-		id = strings.TrimSpace(id)
-		if !ok || id == "" || strings.ContainsAny(id, " \t") {
-			return nil, fmt.Errorf("fieldcrypt: master key %d: want id:hex", n)
-		}
-		key, err := hex.DecodeString(strings.TrimSpace(hexKey))
-		if err != nil || len(key) != 32 {
-			return nil, fmt.Errorf("fieldcrypt: master key %q: want 64 hex digits (32 bytes)", id)
-		}
-		if _, dup := l.keys[id]; dup {
-			return nil, fmt.Errorf("fieldcrypt: master key %q listed twice", id)
-		}
-		aead, err := newAEAD(key)
-		if err != nil {
-			return nil, err
-		}
-		l.keys[id] = aead
-		if l.current == "" {
-			l.current = id
+		for _, entry := range strings.Split(line, ",") {
+			n++
+			if err := l.add(n, strings.TrimSpace(entry)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if l.current == "" {
 		return nil, errors.New("fieldcrypt: no master key")
 	}
 	return l, nil
+}
+
+func (l *Local) add(n int, entry string) error {
+	id, hexKey, ok := strings.Cut(entry, ":")
+	id = strings.TrimSpace(id)
+	if !ok || id == "" || len(id) > 64 || strings.ContainsAny(id, " \t#") {
+		return fmt.Errorf("fieldcrypt: master key %d: want id:hex with an id of at most 64 characters", n)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(hexKey))
+	if err != nil || len(key) != 32 {
+		return fmt.Errorf("fieldcrypt: master key %d: want 64 hex digits (32 bytes) after the id", n)
+	}
+	if _, dup := l.keys[id]; dup {
+		return fmt.Errorf("fieldcrypt: master key %d: its id is listed before", n)
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return err
+	}
+	l.keys[id] = aead
+	if l.current == "" {
+		l.current = id
+	}
+	return nil
 }
 
 // LoadMasterKeys reads the master keys from the file named by
