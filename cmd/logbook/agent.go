@@ -140,8 +140,15 @@ func (s agentStore) Work(ctx context.Context, ws, task string, day time.Time) (a
 	return agent.Work(w), ok, err
 }
 
-func (s agentStore) Unparked(ctx context.Context, day time.Time, idle time.Duration, limit int) ([]agent.Parked, error) {
-	ps, err := s.AgentWork.Unparked(ctx, day, idle, limit)
+func (s agentStore) Unparked(ctx context.Context, day time.Time, idle time.Duration, perWorkspace, limit int) ([]agent.Parked, error) {
+	return parked(s.AgentWork.Unparked(ctx, day, idle, perWorkspace, limit))
+}
+
+func (s agentStore) Waiting(ctx context.Context, ws string, limit int) ([]agent.Parked, error) {
+	return parked(s.AgentWork.Waiting(ctx, ws, limit))
+}
+
+func parked(ps []projections.Parked, err error) ([]agent.Parked, error) {
 	out := make([]agent.Parked, len(ps))
 	for i, p := range ps {
 		out[i] = agent.Parked(p)

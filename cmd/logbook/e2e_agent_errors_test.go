@@ -153,9 +153,9 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		for _, task := range tasks {
 			r.until(ws, task, "completed", 40*time.Second)
 		}
-		// At most PerWorkspace (4) calls go out before the cap is known;
-		// they count against it, so the 5th waits 4s and the 6th 5s.
-		// Uncapped, all six complete within a second.
+		// One call a second: the first at once, the others left assigned
+		// and drained as the rate allows, about 5s for the last. Uncapped,
+		// all six complete within a second.
 		if d := time.Since(start); d < 3500*time.Millisecond {
 			t.Errorf("6 calls at 60/min done in %v", d)
 		}

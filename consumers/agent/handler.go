@@ -49,7 +49,9 @@ func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 // limits return an error: the event is retried, then redelivered, and the
 // task waits. A workspace over its daily token budget without a local
 // fallback is left assigned, not held here where it would hold up the
-// other workspaces of its partition; the sweep starts it later.
+// other workspaces of its partition; the sweep starts it later. So is a
+// task whose workspace has made the requests per minute its policy allows;
+// the drain starts it when the rate does.
 func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, assignee string) ([]*message.Message, error) {
 	work, ok, err := w.lookup(ctx, env, taskID)
 	if !ok || err != nil || work.Agent == nil || work.Assignee != assignee {
@@ -63,11 +65,15 @@ func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, as
 	default:
 		return nil, nil // moved on since
 	}
-	w.limiter.setRate(env.WorkspaceID, work.Policy.RequestsPerMinute)
 	local := work.Policy.FallbackMode == domain.FallbackLocal
 	if w.gate != nil && !local && work.overBudget() && n > work.Attempt {
 		w.overBudget.Add(1)
 		w.log.Debug("task left assigned: daily token budget spent", "workspace", env.WorkspaceID, "task", taskID)
+		return nil, nil
+	}
+	if n > work.Attempt && !w.rates.take(env.WorkspaceID, work.Policy.RequestsPerMinute) {
+		w.overRate.Add(1)
+		w.log.Debug("task left assigned: workspace at its requests per minute", "workspace", env.WorkspaceID, "task", taskID)
 		return nil, nil
 	}
 	req := Request{

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // limiter bounds provider calls in flight: at most limit at once, at most
@@ -14,8 +12,7 @@ import (
 // workspaces, so a workspace with 10,000 queued tasks takes its turn with
 // one that has 10. After the breaker closes the limit ramps from 1 back to
 // max over ramp, so a drained backlog never hits a recovering provider at
-// full speed. A workspace whose AI policy caps its requests per minute is
-// admitted no faster than that.
+// full speed.
 type limiter struct {
 	max, perWS int
 	ramp       time.Duration
@@ -27,12 +24,10 @@ type limiter struct {
 	queues   map[string][]chan struct{} // waiting calls per workspace, FIFO
 	ring     []string                   // workspaces with waiting calls
 	next     int                        // round-robin position in ring
-	rates    map[string]*rate.Limiter   // workspaces with a request cap
 }
 
 func newLimiter(max, perWS int, ramp time.Duration) *limiter {
-	return &limiter{max: max, perWS: perWS, ramp: ramp, byWS: map[string]int{}, queues: map[string][]chan struct{}{},
-		rates: map[string]*rate.Limiter{}}
+	return &limiter{max: max, perWS: perWS, ramp: ramp, byWS: map[string]int{}, queues: map[string][]chan struct{}{}}
 }
 
 // LimiterStatus is the limiter's state as status shows it.
@@ -112,33 +107,6 @@ func (l *limiter) releaseLocked(ws string) {
 	l.dispatchLocked()
 }
 
-// setRate applies a workspace's requests-per-minute cap (0: none), as its
-// policy says when one of its calls is admitted. The policy is read after
-// admission, so a new cap first counts the workspace's calls in flight
-// (at most perWS went out before it was known) and holds the next ones
-// back until the rate is met; a changed cap holds from the next call on.
-func (l *limiter) setRate(ws string, perMinute int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if perMinute <= 0 {
-		delete(l.rates, ws)
-		return
-	}
-	limit := rate.Limit(float64(perMinute) / 60)
-	if r, ok := l.rates[ws]; ok {
-		if r.Limit() != limit {
-			r.SetLimit(limit)
-		}
-		return
-	}
-	// Burst 1: calls are spaced evenly, never bunched at the minute's start.
-	r := rate.NewLimiter(limit, 1)
-	for range max(l.byWS[ws], 1) {
-		r.Reserve() // never cancelled: spends tokens ahead, so the next call waits
-	}
-	l.rates[ws] = r
-}
-
 // tick admits waiting calls the ramp now allows; the worker calls it often.
 func (l *limiter) tick() {
 	l.mu.Lock()
@@ -155,9 +123,6 @@ func (l *limiter) dispatchLocked() {
 		if !ok {
 			return
 		}
-		if r := l.rates[ws]; r != nil {
-			r.Allow()
-		}
 		q := l.queues[ws]
 		close(q[0])
 		l.dequeueLocked(ws, q[0])
@@ -166,16 +131,12 @@ func (l *limiter) dispatchLocked() {
 	}
 }
 
-// pickLocked returns the next workspace in the ring with a waiting call,
-// room under its cap and, where its requests are capped, a request to spend.
+// pickLocked returns the next workspace in the ring with a waiting call and
+// room under its cap.
 func (l *limiter) pickLocked() (string, bool) {
-	now := time.Now()
 	for i := range l.ring {
 		j := (l.next + i) % len(l.ring)
 		ws := l.ring[j]
-		if r := l.rates[ws]; r != nil && r.TokensAt(now) < 1 {
-			continue
-		}
 		if l.byWS[ws] < l.perWS {
 			l.next = j + 1
 			return ws, true

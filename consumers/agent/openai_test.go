@@ -164,7 +164,9 @@ func TestOpenAIRateLimitOfTheFakeGivesTheWait(t *testing.T) {
 // TestOpenAIStatusMapping covers answers the fake does not give: other
 // statuses, error bodies that are not OpenAI's, and every Retry-After form.
 func TestOpenAIStatusMapping(t *testing.T) {
-	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	// HTTP dates have whole seconds: round up, so truncation never makes the
+	// wait look shorter than asked.
+	date := time.Now().Add(90 * time.Second).Truncate(time.Second).Add(time.Second).UTC().Format(http.TimeFormat)
 	tests := []struct {
 		name       string
 		status     int

@@ -54,6 +54,8 @@ type Worker struct {
 	started    time.Time
 	calls      atomic.Int64
 	overBudget atomic.Int64
+	overRate   atomic.Int64
+	rates      *rates
 }
 
 // New builds a worker; Run starts it.
@@ -66,7 +68,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		return nil, errors.New("agent: a store, the local responder and a logger are required")
 	}
 	w := &Worker{cfg: cfg, deps: d, log: d.Logger, store: d.Store, primary: d.Primary, local: d.Local,
-		limiter: newLimiter(cfg.Concurrency, cfg.PerWorkspace, cfg.Ramp), started: time.Now().UTC()}
+		limiter: newLimiter(cfg.Concurrency, cfg.PerWorkspace, cfg.Ramp), rates: newRates(), started: time.Now().UTC()}
 	if w.primary == nil {
 		w.primary = d.Local
 	} else {
@@ -141,6 +143,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	go w.tick(ctx)
 	go w.report(ctx)
 	go w.sweep(ctx)
+	go w.drain(ctx)
 	return w.router.Run(ctx)
 }
 
@@ -192,7 +195,7 @@ func (w *Worker) sweep(ctx context.Context) {
 		if w.gate != nil && !w.gate.available() {
 			continue
 		}
-		parked, err := w.store.Unparked(ctx, time.Now().UTC(), w.cfg.SweepEvery, 100)
+		parked, err := w.store.Unparked(ctx, time.Now().UTC(), w.cfg.SweepEvery, w.cfg.PerWorkspace, 100)
 		if err != nil {
 			w.log.Debug("agent sweep failed", "err", err)
 			continue
@@ -207,8 +210,47 @@ func (w *Worker) sweep(ctx context.Context) {
 		}
 		wg.Wait()
 		if len(parked) > 0 {
-			w.log.Info("agent sweep worked tasks left over budget", "tasks", len(parked))
+			w.log.Info("agent sweep worked tasks left waiting", "tasks", len(parked))
 		}
+	}
+}
+
+// drain works, every second, the oldest tasks left waiting by workspaces at
+// their requests per minute, as many as each may now make. After a restart
+// the sweep finds them first.
+func (w *Worker) drain(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		w.rates.forget(now)
+		if w.gate != nil && !w.gate.available() {
+			continue
+		}
+		var wg sync.WaitGroup
+		for ws, n := range w.rates.due(now) {
+			tasks, err := w.store.Waiting(ctx, ws, n)
+			if err != nil {
+				w.log.Debug("agent drain failed", "workspace", ws, "err", err)
+				continue
+			}
+			if len(tasks) == 0 {
+				w.rates.drained(ws)
+			}
+			for _, p := range tasks {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					w.unpark(ctx, p)
+				}()
+			}
+		}
+		wg.Wait()
 	}
 }
 
@@ -239,6 +281,9 @@ type Status struct {
 	Calls     LimiterStatus    `json:"calls"`
 	// CallsMade counts provider calls since start, local ones included.
 	CallsMade int64 `json:"calls_made"`
+	// LeftOverRate counts assignments left waiting because the workspace
+	// had made the requests per minute its AI policy allows.
+	LeftOverRate int64 `json:"left_over_rate"`
 	// LeftOverBudget counts assignments left waiting because the workspace
 	// had spent its daily token budget.
 	LeftOverBudget int64 `json:"left_over_budget"`
@@ -246,7 +291,8 @@ type Status struct {
 
 // Status returns the worker's current state.
 func (w *Worker) Status() Status {
-	s := Status{Calls: w.limiter.snapshot(), CallsMade: w.calls.Load(), LeftOverBudget: w.overBudget.Load()}
+	s := Status{Calls: w.limiter.snapshot(), CallsMade: w.calls.Load(), LeftOverBudget: w.overBudget.Load(),
+		LeftOverRate: w.overRate.Load()}
 	if w.gate != nil {
 		s.Providers = append(s.Providers, w.gate.snapshot())
 	} else {
