@@ -20,6 +20,10 @@ type Config struct {
 	Prefix     string // topic name prefix, default "logbook."
 	Partitions int32  // shared by every topic, default 12
 	ClientID   string // default "logbook"
+	// KeysCompactionLag bounds how long a replaced or erased record stays
+	// in the workspace-keys topic (max.compaction.lag.ms; its segments roll
+	// at the same interval), default 24h. Tests shorten it.
+	KeysCompactionLag time.Duration
 }
 
 // Validate fills defaults and rejects an unusable config.
@@ -36,12 +40,15 @@ func (c *Config) Validate() error {
 	if c.ClientID == "" {
 		c.ClientID = "logbook"
 	}
+	if c.KeysCompactionLag <= 0 {
+		c.KeysCompactionLag = 24 * time.Hour
+	}
 	return nil
 }
 
 // Topics are the full names of logbook's topics.
 type Topics struct {
-	Commands, Events, Results, DeciderState, DLQ, Access string
+	Commands, Events, Results, DeciderState, DLQ, Access, Keys string
 }
 
 // Topics returns the topic names under the configured prefix.
@@ -53,6 +60,7 @@ func (c Config) Topics() Topics {
 		DeciderState: c.Prefix + "decider-state",
 		DLQ:          c.Prefix + "dlq",
 		Access:       c.Prefix + "access",
+		Keys:         c.Prefix + "workspace-keys",
 	}
 }
 
@@ -96,6 +104,26 @@ func (c Config) specs(brokers int) []topicSpec {
 		{t.DLQ, 1, common(map[string]*string{"retention.ms": ptr(strconv.FormatInt(30*day, 10))})},
 		// The access audit is kept like the events: auditors read it back.
 		{t.Access, 1, common(map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")})},
+		// Wrapped data keys, one record per workspace: compacted, so an
+		// erased workspace's key (replaced by a tombstone) is gone from the
+		// log within KeysCompactionLag plus a segment roll of the same
+		// length, and the tombstone itself a delete.retention.ms later.
+		{t.Keys, 1, common(keysConfigs(c.KeysCompactionLag))},
+	}
+}
+
+func keysConfigs(lag time.Duration) map[string]*string {
+	if lag <= 0 {
+		lag = 24 * time.Hour
+	}
+	ms := strconv.FormatInt(int64(lag/time.Millisecond), 10)
+	return map[string]*string{
+		"cleanup.policy":            ptr("compact"),
+		"max.compaction.lag.ms":     ptr(ms),
+		"segment.ms":                ptr(ms),
+		"min.cleanable.dirty.ratio": ptr("0.01"),
+		"delete.retention.ms":       ptr(ms),
+		"retention.ms":              ptr("-1"),
 	}
 }
 
@@ -163,7 +191,7 @@ func (e *shapeError) Error() string {
 
 func topicsReady(ctx context.Context, adm *kadm.Client, cfg Config) error {
 	t := cfg.Topics()
-	names := []string{t.Commands, t.Events, t.Results, t.DeciderState, t.DLQ, t.Access}
+	names := []string{t.Commands, t.Events, t.Results, t.DeciderState, t.DLQ, t.Access, t.Keys}
 	details, err := adm.ListTopics(ctx, names...)
 	if err != nil {
 		return err
@@ -181,8 +209,8 @@ func topicsReady(ctx context.Context, adm *kadm.Client, cfg Config) error {
 				return fmt.Errorf("topic %s partition %d has no leader yet", name, p.Partition)
 			}
 		}
-		if name == t.DLQ || name == t.Access {
-			continue // not co-partitioned: keyed by the original key or the principal
+		if name == t.DLQ || name == t.Access || name == t.Keys {
+			continue // not co-partitioned: keyed by the original key or the principal; every reader reads all keys
 		}
 		if n := int32(len(d.Partitions)); n != cfg.Partitions {
 			return &shapeError{name, n, cfg.Partitions}
