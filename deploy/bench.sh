@@ -63,7 +63,7 @@ if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
   real=1
 fi
 
-micro=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ ./internal/fieldcrypt/ 2>/dev/null | grep -E '^Benchmark' || true)
+micro=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/ 2>/dev/null | grep -E '^Benchmark' || true)
 
 # The AI agent worker draining a backlog queued during a provider outage.
 AI_TASKS="${BENCH_AI_TASKS:-10000}"
@@ -144,7 +144,7 @@ rows/s; one row per committed transaction 1.8k/s.
 
 ## Micro-benchmarks
 
-\`go test -run '^\$' -bench . -benchmem ./domain/ ./schemas/ ./internal/fieldcrypt/\`
+\`go test -run '^\$' -bench . -benchmem ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/\`
 
 \`\`\`
 $micro
