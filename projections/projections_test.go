@@ -348,3 +348,60 @@ func cursorParam(cursor string) string {
 	}
 	return "&cursor=" + cursor
 }
+
+// Erasing a workspace drops every sensitive field of it from the read
+// models (task input, output, failure reason; agent instructions) and
+// leaves other workspaces as they were.
+func TestErasureDropsSensitiveFieldsFromReadModels(t *testing.T) {
+	e := setup(t)
+	e.projector("read_models")
+	e.projector("command_results")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log("tasks:", e.count(`SELECT count(*) FROM tasks`), "commands:", e.count(`SELECT count(*) FROM commands`),
+				"events:", e.count(`SELECT count(*) FROM events`))
+			rows, _ := e.pool.Query(context.Background(), `SELECT command_type, status, coalesce(reason, '') FROM commands`)
+			for rows.Next() {
+				var a, b, c string
+				_ = rows.Scan(&a, &b, &c)
+				t.Log(a, b, c)
+			}
+			rows.Close()
+		}
+	})
+	wss := []string{newID(), newID()}
+	for _, ws := range wss {
+		e.send(newID(), domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "ws"})
+		e.send(newID(), domain.CmdWorkspaceRegisterAgent, ws, &domain.WorkspaceRegisterAgentCmd{AgentID: "a1", Name: "ada",
+			Model: "m", Instructions: "MARK-instructions"})
+		e.send(newID(), domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: "done", Title: "t", Input: "MARK-input"})
+		e.send(newID(), domain.CmdTaskAssign, ws, &domain.TaskAssignCmd{TaskID: "done", Assignee: "a1"})
+		e.send(newID(), domain.CmdTaskStartAttempt, ws, &domain.TaskStartAttemptCmd{TaskID: "done"})
+		e.send(newID(), domain.CmdTaskRecordResult, ws, &domain.TaskRecordResultCmd{TaskID: "done", Attempt: 1, Output: "MARK-output"})
+		e.send(newID(), domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: "failed", Title: "t", Input: "MARK-input"})
+		e.send(newID(), domain.CmdTaskAssign, ws, &domain.TaskAssignCmd{TaskID: "failed", Assignee: "a1"})
+		e.send(newID(), domain.CmdTaskStartAttempt, ws, &domain.TaskStartAttemptCmd{TaskID: "failed"})
+		e.send(newID(), domain.CmdTaskFailAttempt, ws, &domain.TaskFailAttemptCmd{TaskID: "failed", Attempt: 1, Reason: "MARK-reason"})
+	}
+	marked := func(ws string) int {
+		return e.count(`SELECT count(*) FROM tasks WHERE workspace_id = $1 AND (input LIKE 'MARK%' OR output LIKE 'MARK%'
+			OR failure_reason LIKE 'MARK%')`, ws) +
+			e.count(`SELECT count(*) FROM agents WHERE workspace_id = $1 AND instructions LIKE 'MARK%'`, ws)
+	}
+	e.eventually("both workspaces projected", func() bool {
+		return e.count(`SELECT count(*) FROM tasks WHERE status IN ('completed', 'failed')`) == 4
+	})
+	if n := marked(wss[0]); n != 3 {
+		t.Fatalf("%d rows carry the markers before the erase, want 3", n)
+	}
+	e.send(newID(), domain.CmdWorkspaceErase, wss[0], &domain.WorkspaceEraseCmd{})
+	e.eventually("erased", func() bool {
+		return e.count(`SELECT count(*) FROM workspaces WHERE id = $1 AND status = 'erased'`, wss[0]) == 1
+	})
+	if n := marked(wss[0]); n != 0 {
+		t.Errorf("%d rows of the erased workspace still carry sensitive fields", n)
+	}
+	if n := marked(wss[1]); n != 3 {
+		t.Errorf("the other workspace lost data: %d marked rows, want 3", n)
+	}
+}

@@ -321,15 +321,15 @@ func deref(s *string) string {
 	return *s
 }
 
-// applyErasures drops the plaintext of erased workspaces' tasks. It runs
-// after the task upsert so events earlier in the same batch cannot bring
-// the plaintext back.
+// applyErasures drops the sensitive fields of erased workspaces' tasks
+// (input, output, failure reason). It runs after the task upsert so events
+// earlier in the same batch cannot bring them back.
 func applyErasures(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	for _, d := range evs {
 		if d.env.Type != domain.EvWorkspaceErased {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `UPDATE tasks SET input = NULL, output = NULL WHERE workspace_id = $1`, d.env.WorkspaceID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE tasks SET input = NULL, output = NULL, failure_reason = NULL WHERE workspace_id = $1`, d.env.WorkspaceID); err != nil {
 			return err
 		}
 	}

@@ -407,7 +407,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	if tt, ok := cmd.Payload.(domain.TaskTarget); ok {
 		taskID = tt.TargetTask()
 		if taskID != "" {
-			state.Task = b.task(p, taskID)
+			state.Task = b.task(p, env.WorkspaceID, taskID)
 		}
 	}
 	if kt, ok := cmd.Payload.(domain.KeyTarget); ok && env.WorkspaceID == domain.KeyRegistry {
@@ -443,8 +443,9 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 		}
 	}
 	if taskID != "" && state.Task != nil {
-		b.tasks[taskID] = state.Task
-		b.partOf[keyTask+taskID] = r.Partition
+		k := taskKey(env.WorkspaceID, taskID)
+		b.tasks[k] = state.Task
+		b.partOf[keyTask+k] = r.Partition
 	}
 	if keyID != "" && state.Key != nil {
 		b.keys[keyID] = state.Key

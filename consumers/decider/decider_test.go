@@ -363,3 +363,56 @@ func TestDeciderRefusesAKeyReusedForAnotherRequest(t *testing.T) {
 		t.Fatalf("after restore: want 2 events, got %d", len(events))
 	}
 }
+
+// Task ids are unique within their workspace only: two workspaces on one
+// partition each have a task "t1", and neither sees, refuses or changes the
+// other's, also after a restart restores them from the state topic.
+func TestTaskIDsAreScopedToTheirWorkspace(t *testing.T) {
+	h := newHarness(t)
+	stop := h.startDecider()
+	// Two workspaces that the commands topic puts on one partition.
+	seen := map[int32]string{}
+	var a, b string
+	for a == "" {
+		ws := newID()
+		env, err := schemas.EncodeCommand(domain.Command{ID: newID(), Type: domain.CmdWorkspaceCreate, WorkspaceID: ws,
+			Actor: domain.Actor{ID: "tester", Role: "admin"}, IssuedAt: time.Now(), Payload: &domain.WorkspaceCreateCmd{Name: "w"}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		val, _ := json.Marshal(env)
+		res := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: h.cfg.Topics().Commands, Key: []byte(ws), Value: val})
+		r, err := res.First()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, ok := seen[r.Partition]; ok {
+			a, b = other, ws
+		}
+		seen[r.Partition] = ws
+	}
+	created := len(seen) + 1
+	for _, ws := range []string{a, b} {
+		h.send(newID(), domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: "t1", Title: "task of " + ws})
+	}
+	h.send(newID(), domain.CmdTaskCancel, a, &domain.TaskCancelCmd{TaskID: "t1"})
+	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](created+3))
+	for _, r := range results {
+		if r.Status != schemas.ResultAccepted {
+			t.Fatalf("%s in %s: %s %s", r.CommandType, r.WorkspaceID, r.Status, r.Reason)
+		}
+	}
+	stop()
+	stop = h.startDecider() // restored from decider-state
+	defer stop()
+	h.send(newID(), domain.CmdTaskCancel, b, &domain.TaskCancelCmd{TaskID: "t1"})
+	h.send(newID(), domain.CmdTaskCancel, a, &domain.TaskCancelCmd{TaskID: "t1"}) // already cancelled: refused
+	results = read(h, h.cfg.Topics().Results, atLeast[schemas.Result](created+5))
+	last := results[len(results)-2:]
+	if last[0].WorkspaceID != b || last[0].Status != schemas.ResultAccepted {
+		t.Errorf("cancelling b's t1 after a restart: %+v", last[0])
+	}
+	if last[1].WorkspaceID != a || last[1].Status != schemas.ResultRejected || last[1].Code != domain.CodeConflict {
+		t.Errorf("cancelling a's t1 twice: %+v", last[1])
+	}
+}

@@ -24,11 +24,17 @@ import (
 //   - Format 1: the structs below. Fields added later are optional and
 //     omitted when empty (requests_per_minute; a task's provider and
 //     model), so format 1 written before them reads as it always did.
+//   - Format 2: the values of format 1; task records are keyed by
+//     workspace and task ("task/<workspace>\x00<task>", state.go), where
+//     earlier formats keyed them by task id alone, which let two
+//     workspaces' tasks of one id collide on a partition. The number
+//     changed so that code reading "task/<id>" refuses these records
+//     instead of misplacing them.
 //
 // A restore reads every format up to stateFormat and refuses a later one
 // loudly: loading what it cannot read as empty would forget decided commands.
 // testdata/state holds records of every format, read by the tests.
-const stateFormat = 1
+const stateFormat = 2
 
 type workspaceRecord struct {
 	V         int             `json:"v"`

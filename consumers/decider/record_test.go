@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func goldenState(t *testing.T) *partitionState {
 				Reason: `task "0190d6a4-0000-7000-8000-00000000b001" cannot go from pending to completed`},
 		},
 	}
-	p.tasks[goldenTask] = &domain.Task{ID: goldenTask, WorkspaceID: goldenWS, Title: "golden task", Input: "in", Priority: 1,
+	p.tasks[taskKey(goldenWS, goldenTask)] = &domain.Task{ID: goldenTask, WorkspaceID: goldenWS, Title: "golden task", Input: "in", Priority: 1,
 		Status: domain.TaskStatusPending, Version: 1, CreatedAt: at("2026-11-23T23:51:44.61Z"), UpdatedAt: at("2026-11-23T23:51:44.61Z")}
 	p.keys[goldenKey] = &domain.Key{ID: goldenKey, Role: domain.RoleReader, Label: "golden", Status: domain.KeyStatusRevoked,
 		Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Version: 2,
@@ -86,8 +87,8 @@ func TestStateRecordsOfEveryFormatRestore(t *testing.T) {
 			}
 			if got.next != want.next || !reflect.DeepEqual(got.workspaces, want.workspaces) || !reflect.DeepEqual(got.tasks, want.tasks) ||
 				!reflect.DeepEqual(got.keys, want.keys) {
-				t.Fatalf("%s restored\n%+v %+v %d\nwant\n%+v %+v %d", dir, *got.workspaces[goldenWS], *got.tasks[goldenTask], got.next,
-					*want.workspaces[goldenWS], *want.tasks[goldenTask], want.next)
+				t.Fatalf("%s restored\n%+v %+v %d\nwant\n%+v %+v %d", dir, *got.workspaces[goldenWS], *got.tasks[taskKey(goldenWS, goldenTask)], got.next,
+					*want.workspaces[goldenWS], *want.tasks[taskKey(goldenWS, goldenTask)], want.next)
 			}
 		})
 	}
@@ -103,7 +104,7 @@ func TestStateWrittenTodayIsTheNewestGoldenFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := encodeTask(s.tasks[goldenTask])
+	task, err := encodeTask(s.tasks[taskKey(goldenWS, goldenTask)])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,15 +132,16 @@ func TestStateWrittenTodayIsTheNewestGoldenFormat(t *testing.T) {
 // window has lost its command ids (what a silent rename once did).
 func TestStateRecordsThisVersionCannotReadFail(t *testing.T) {
 	p := newPartitionState()
+	next := strconv.Itoa(stateFormat + 1)
 	for _, tc := range []struct{ key, value, want string }{
-		{keyWorkspace + "w", `{"v":2,"workspace":{"id":"w"}}`, "newer"},
+		{keyWorkspace + "w", `{"v":`+next+`,"workspace":{"id":"w"}}`, "newer"},
 		{keyTask + "t", `{"v":9,"id":"t"}`, "newer"},
-		{keyOffset, `{"v":2,"next_command_offset":5}`, "newer"},
+		{keyOffset, `{"v":`+next+`,"next_command_offset":5}`, "newer"},
 		{keyOffset, `{"next":5}`, "neither"},
 		{keyWorkspace + "w", `{"v":1,"recent":[{"command":"c1"}]}`, "no command id"},
 		{keyTask + "t", `{"v":1}`, "without an id"},
 		{keyTask + "t", `{"v":0,"id":"t"}`, "no logbook writes it"},
-		{keyKey + "k", `{"v":2,"id":"k"}`, "newer"},
+		{keyKey + "k", `{"v":`+next+`,"id":"k"}`, "newer"},
 		{keyKey + "k", `{"id":"k","hash":"00"}`, "without a format"},
 		{keyKey + "k", `{"v":1}`, "without an id"},
 	} {

@@ -245,10 +245,13 @@ func TestDeciderUpgradesFromTheOldestStateFormat(t *testing.T) {
 	}
 	_, stop := h.runDecider()
 	defer stop()
-	redelivered, rename := "0190d6a4-0000-7000-8000-00000000c002", newID()
+	redelivered, rename, cancel := "0190d6a4-0000-7000-8000-00000000c002", newID(), newID()
 	h.send(redelivered, domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: task, Title: "golden task", Input: "in", Priority: 1})
 	h.send(rename, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "upgraded"})
-	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](2))
+	// The task record is keyed "task/<id>", as before tasks were scoped by
+	// workspace: restored, it is found as the workspace's task.
+	h.send(cancel, domain.CmdTaskCancel, ws, &domain.TaskCancelCmd{TaskID: task})
+	results := read(h, h.cfg.Topics().Results, atLeast[schemas.Result](3))
 	byID := map[string]schemas.Result{}
 	for _, r := range results {
 		byID[r.CommandID] = r
@@ -259,9 +262,12 @@ func TestDeciderUpgradesFromTheOldestStateFormat(t *testing.T) {
 	if r := byID[rename]; r.Status != schemas.ResultAccepted || len(r.Events) != 1 || r.Events[0].Seq != 3 {
 		t.Fatalf("rename answered %+v, want accepted as seq 3", r)
 	}
+	if r := byID[cancel]; r.Status != schemas.ResultAccepted || len(r.Events) != 1 || r.Events[0].Seq != 4 {
+		t.Fatalf("cancelling the restored task answered %+v, want accepted as seq 4", r)
+	}
 	events := readAll[schemas.EventEnvelope](h, h.cfg.Topics().Events)
-	if len(events) != 1 || events[0].Seq != 3 || events[0].PrevHash != hash {
-		t.Fatalf("events after the upgrade: %+v, want one at seq 3 chained to the restored head", events)
+	if len(events) != 2 || events[0].Seq != 3 || events[0].PrevHash != hash {
+		t.Fatalf("events after the upgrade: %+v, want two from seq 3 chained to the restored head", events)
 	}
 	if _, err := schemas.Verify(schemas.Chain{Seq: 2, Hash: hash}, events[0]); err != nil {
 		t.Fatal(err)

@@ -93,17 +93,24 @@ func (w workspaceState) remember(r schemas.Result, window int) workspaceState {
 
 const (
 	keyWorkspace = "workspace/"
-	keyTask      = "task/"
-	keyKey       = "key/"
+	// keyTask starts a task's record key: "task/<workspace>\x00<task>".
+	// Task ids are unique within their workspace only, and ids never hold
+	// NUL. Records written before tasks were scoped so are keyed
+	// "task/<task>"; a restore places them by the workspace in their value.
+	keyTask = "task/"
+	keyKey  = "key/"
 	// keyOffset holds the next command offset of the partition, written in
 	// every transaction, so a restore can tell whether it is complete.
 	keyOffset = "offset"
 )
 
+// taskKey names a task within the partition: its workspace and its id.
+func taskKey(workspaceID, taskID string) string { return workspaceID + "\x00" + taskID }
+
 // partitionState is the decider's view of the workspaces on one partition.
 type partitionState struct {
 	workspaces map[string]*workspaceState
-	tasks      map[string]*domain.Task
+	tasks      map[string]*domain.Task // by taskKey
 	keys       map[string]*domain.Key
 	next       int64 // next command offset, from the last transaction
 }
@@ -137,14 +144,21 @@ func (p *partitionState) apply(key string, value []byte) error {
 	case strings.HasPrefix(key, keyTask):
 		id := strings.TrimPrefix(key, keyTask)
 		if value == nil {
-			delete(p.tasks, id)
+			// Tasks are never deleted; a tombstone of a scoped key removes
+			// that task only.
+			if strings.Contains(id, "\x00") {
+				delete(p.tasks, id)
+			}
 			return nil
 		}
 		t, err := decodeTask(value)
 		if err != nil {
-			return fmt.Errorf("task %s: %w", id, err)
+			return fmt.Errorf("task %q: %w", id, err)
 		}
-		p.tasks[id] = t
+		if t.WorkspaceID == "" {
+			return fmt.Errorf("task %q: record without a workspace", id)
+		}
+		p.tasks[taskKey(t.WorkspaceID, t.ID)] = t
 	case strings.HasPrefix(key, keyKey):
 		id := strings.TrimPrefix(key, keyKey)
 		if value == nil {
@@ -164,7 +178,7 @@ func (p *partitionState) apply(key string, value []byte) error {
 // partition states; they become visible to later batches only on commit.
 type batch struct {
 	workspaces map[string]*workspaceState
-	tasks      map[string]*domain.Task
+	tasks      map[string]*domain.Task // by taskKey
 	keys       map[string]*domain.Key
 	partOf     map[string]int32 // aggregate key → partition, for state records
 }
@@ -181,11 +195,12 @@ func (b *batch) workspace(p *partitionState, id string) *workspaceState {
 	return p.workspaces[id]
 }
 
-func (b *batch) task(p *partitionState, id string) *domain.Task {
-	if t, ok := b.tasks[id]; ok {
+func (b *batch) task(p *partitionState, workspaceID, id string) *domain.Task {
+	k := taskKey(workspaceID, id)
+	if t, ok := b.tasks[k]; ok {
 		return t
 	}
-	return p.tasks[id]
+	return p.tasks[k]
 }
 
 func (b *batch) key(p *partitionState, id string) *domain.Key {
