@@ -134,14 +134,14 @@ func TestStateRecordsThisVersionCannotReadFail(t *testing.T) {
 	p := newPartitionState()
 	next := strconv.Itoa(stateFormat + 1)
 	for _, tc := range []struct{ key, value, want string }{
-		{keyWorkspace + "w", `{"v":`+next+`,"workspace":{"id":"w"}}`, "newer"},
+		{keyWorkspace + "w", `{"v":` + next + `,"workspace":{"id":"w"}}`, "newer"},
 		{keyTask + "t", `{"v":9,"id":"t"}`, "newer"},
-		{keyOffset, `{"v":`+next+`,"next_command_offset":5}`, "newer"},
+		{keyOffset, `{"v":` + next + `,"next_command_offset":5}`, "newer"},
 		{keyOffset, `{"next":5}`, "neither"},
 		{keyWorkspace + "w", `{"v":1,"recent":[{"command":"c1"}]}`, "no command id"},
 		{keyTask + "t", `{"v":1}`, "without an id"},
 		{keyTask + "t", `{"v":0,"id":"t"}`, "no logbook writes it"},
-		{keyKey + "k", `{"v":`+next+`,"id":"k"}`, "newer"},
+		{keyKey + "k", `{"v":` + next + `,"id":"k"}`, "newer"},
 		{keyKey + "k", `{"id":"k","hash":"00"}`, "without a format"},
 		{keyKey + "k", `{"v":1}`, "without an id"},
 	} {
