@@ -14,6 +14,8 @@ run: tools
 FUZZTIME ?= 10s
 test: tools
 	$(GO) test -count=1 -timeout 40m $(PKGS)
+	# Each micro-benchmark once, so none can rot unseen (make bench measures).
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/httpapi
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateAgreesWithDecide$$' -fuzztime $(FUZZTIME) ./domain
 	$(GO) test -run '^$$' -fuzz '^FuzzDBText$$' -fuzztime $(FUZZTIME) ./projections

@@ -63,7 +63,13 @@ if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
   real=1
 fi
 
-micro=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/ 2>/dev/null | grep -E '^Benchmark' || true)
+# A failing micro-benchmark fails the run, never drops out of the table.
+if ! micro_out=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/ 2>&1); then
+  echo "$micro_out" >&2
+  echo "bench: a micro-benchmark failed" >&2
+  exit 1
+fi
+micro=$(grep -E '^Benchmark' <<<"$micro_out" || true)
 
 # The AI agent worker draining a backlog queued during a provider outage.
 AI_TASKS="${BENCH_AI_TASKS:-10000}"
