@@ -180,9 +180,10 @@ func (w *Worker) report(ctx context.Context) {
 
 // sweep works, every SweepEvery, the tasks left assigned while their
 // workspace was over its daily token budget and that it can now pay for
-// (a new day, a raised budget): as if their assignment were delivered
-// again, through the same limiter, with the same command ids, so a task
-// reached both ways runs once.
+// (a new day, a raised budget), and those its request rate left waiting
+// when no drain knows of them (after a restart): as if their assignment
+// were delivered again, through the same limiter, with the same command
+// ids, so a task reached both ways runs once.
 func (w *Worker) sweep(ctx context.Context) {
 	t := time.NewTicker(w.cfg.SweepEvery)
 	defer t.Stop()
@@ -200,15 +201,7 @@ func (w *Worker) sweep(ctx context.Context) {
 			w.log.Debug("agent sweep failed", "err", err)
 			continue
 		}
-		var wg sync.WaitGroup
-		for _, p := range parked {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				w.unpark(ctx, p)
-			}()
-		}
-		wg.Wait()
+		w.unparkAll(ctx, parked)
 		if len(parked) > 0 {
 			w.log.Info("agent sweep worked tasks left waiting", "tasks", len(parked))
 		}
@@ -232,7 +225,7 @@ func (w *Worker) drain(ctx context.Context) {
 		if w.gate != nil && !w.gate.available() {
 			continue
 		}
-		var wg sync.WaitGroup
+		var waiting []Parked
 		for ws, n := range w.rates.due(now) {
 			tasks, err := w.store.Waiting(ctx, ws, n)
 			if err != nil {
@@ -242,16 +235,19 @@ func (w *Worker) drain(ctx context.Context) {
 			if len(tasks) == 0 {
 				w.rates.drained(ws)
 			}
-			for _, p := range tasks {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					w.unpark(ctx, p)
-				}()
-			}
+			waiting = append(waiting, tasks...)
 		}
-		wg.Wait()
+		w.unparkAll(ctx, waiting)
 	}
+}
+
+// unparkAll works tasks left waiting, at once, and returns when all are done.
+func (w *Worker) unparkAll(ctx context.Context, tasks []Parked) {
+	var wg sync.WaitGroup
+	for _, p := range tasks {
+		wg.Go(func() { w.unpark(ctx, p) })
+	}
+	wg.Wait()
 }
 
 func (w *Worker) unpark(ctx context.Context, p Parked) {
@@ -269,7 +265,7 @@ func (w *Worker) unpark(ctx context.Context, p Parked) {
 		err = w.pub.Publish(w.deps.Kafka.Topics().Commands, out...)
 	}
 	if err != nil {
-		w.log.Debug("agent sweep: task not finished, the next sweep tries again", "workspace", p.WorkspaceID, "task", p.TaskID, "err", err)
+		w.log.Debug("agent: waiting task not finished, the next sweep or drain tries again", "workspace", p.WorkspaceID, "task", p.TaskID, "err", err)
 	}
 }
 

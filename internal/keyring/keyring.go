@@ -195,11 +195,7 @@ func (r *Ring) apply(rec *kgo.Record) error {
 		return nil
 	}
 	if rec.Value == nil {
-		r.mu.Lock()
-		delete(r.keys, ws)
-		delete(r.wrapped, ws)
-		r.erased[ws] = true
-		r.mu.Unlock()
+		r.forget(ws)
 		return nil
 	}
 	r.mu.Lock()
@@ -333,12 +329,17 @@ func (r *Ring) Erase(ctx context.Context, ws string) error {
 	if err := r.cl.ProduceSync(ctx, &kgo.Record{Topic: r.topic, Partition: 0, Key: []byte(ws), Value: nil}).FirstErr(); err != nil {
 		return fmt.Errorf("keyring: erase key of %s: %w", ws, err)
 	}
+	r.forget(ws)
+	return nil
+}
+
+// forget drops an erased workspace's key from this process, for good.
+func (r *Ring) forget(ws string) {
 	r.mu.Lock()
 	delete(r.keys, ws)
 	delete(r.wrapped, ws)
 	r.erased[ws] = true
 	r.mu.Unlock()
-	return nil
 }
 
 // Rewrap writes again, under the key service's current master key, every
