@@ -10,7 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+
+	"github.com/logbook-dev/logbook/internal/keylist"
 )
 
 // KeyService wraps and unwraps data keys with a master key it never
@@ -42,55 +43,21 @@ type Local struct {
 	keys    map[string]cipher.AEAD
 }
 
-// ParseMasterKeys reads master keys, one per line (or, on a line, separated
-// by commas, for an environment variable), each "id:hex" with 32 bytes (64
-// hex digits); the first is current, the others are older keys kept to
-// unwrap what they wrapped. Blank lines and lines starting with # are
-// ignored. Errors name keys by position, never by what was written (a key
-// written the wrong way round would be echoed).
+// ParseMasterKeys reads master keys as a key list (internal/keylist:
+// "id:hex" with 32 bytes, one per line or comma-separated); the first is
+// current, the others are older keys kept to unwrap what they wrapped.
 func ParseMasterKeys(text string) (*Local, error) {
-	l := &Local{keys: map[string]cipher.AEAD{}}
-	n := 0
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		for _, entry := range strings.Split(line, ",") {
-			n++
-			if err := l.add(n, strings.TrimSpace(entry)); err != nil {
-				return nil, err
-			}
-		}
+	entries, err := keylist.Parse(text, 32)
+	if err != nil {
+		return nil, fmt.Errorf("fieldcrypt: master %w", err)
 	}
-	if l.current == "" {
-		return nil, errors.New("fieldcrypt: no master key")
+	l := &Local{current: entries[0].ID, keys: map[string]cipher.AEAD{}}
+	for _, e := range entries {
+		if l.keys[e.ID], err = newAEAD(e.Key); err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
-}
-
-func (l *Local) add(n int, entry string) error {
-	id, hexKey, ok := strings.Cut(entry, ":")
-	id = strings.TrimSpace(id)
-	if !ok || id == "" || len(id) > 64 || strings.ContainsAny(id, " \t#") {
-		return fmt.Errorf("fieldcrypt: master key %d: want id:hex with an id of at most 64 characters", n)
-	}
-	key, err := hex.DecodeString(strings.TrimSpace(hexKey))
-	if err != nil || len(key) != 32 {
-		return fmt.Errorf("fieldcrypt: master key %d: want 64 hex digits (32 bytes) after the id", n)
-	}
-	if _, dup := l.keys[id]; dup {
-		return fmt.Errorf("fieldcrypt: master key %d: its id is listed before", n)
-	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return err
-	}
-	l.keys[id] = aead
-	if l.current == "" {
-		l.current = id
-	}
-	return nil
 }
 
 // LoadMasterKeys reads the master keys from the file named by

@@ -20,8 +20,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
+
+	"github.com/logbook-dev/logbook/internal/keylist"
 )
 
 // context separates logbook command roots from anything else a key might
@@ -128,14 +129,17 @@ func NewKey(id string) (private, public string, err error) {
 	return id + ":" + hex.EncodeToString(priv.Seed()), id + ":" + hex.EncodeToString(pub), nil
 }
 
-// ParseSigner reads "id:hex seed" (32 bytes). Errors never echo the key.
-func ParseSigner(line string) (*Signer, error) {
-	id, seedHex, ok := strings.Cut(strings.TrimSpace(line), ":")
-	seed, err := hex.DecodeString(strings.TrimSpace(seedHex))
-	if !ok || id == "" || err != nil || len(seed) != ed25519.SeedSize {
-		return nil, errors.New("signing: want a private key as id:hex with a 32-byte seed")
+// ParseSigner reads one private key, "id:hex seed" (32 bytes), as a key
+// list (internal/keylist) of one. Errors never echo the key.
+func ParseSigner(text string) (*Signer, error) {
+	entries, err := keylist.Parse(text, ed25519.SeedSize)
+	if err != nil {
+		return nil, fmt.Errorf("signing: private %w", err)
 	}
-	return &Signer{KeyID: id, key: ed25519.NewKeyFromSeed(seed)}, nil
+	if len(entries) != 1 {
+		return nil, errors.New("signing: want one private key")
+	}
+	return &Signer{KeyID: entries[0].ID, key: ed25519.NewKeyFromSeed(entries[0].Key)}, nil
 }
 
 // Public returns the signer's public key line, for the verifiers' list.
@@ -193,30 +197,16 @@ type verifiedRoot struct {
 
 const maxVerifiedRoots = 4096
 
-// ParseVerifier reads public keys, "id:hex" per line or comma-separated.
+// ParseVerifier reads public keys as a key list (internal/keylist: "id:hex"
+// with 32 bytes, one per line or comma-separated).
 func ParseVerifier(text string) (*Verifier, error) {
-	v := &Verifier{keys: map[string]ed25519.PublicKey{}, verified: map[verifiedRoot]struct{}{}}
-	n := 0
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		for _, entry := range strings.Split(line, ",") {
-			n++
-			id, pubHex, ok := strings.Cut(strings.TrimSpace(entry), ":")
-			pub, err := hex.DecodeString(strings.TrimSpace(pubHex))
-			if !ok || id == "" || err != nil || len(pub) != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("signing: public key %d: want id:hex with 32 bytes", n)
-			}
-			if _, dup := v.keys[id]; dup {
-				return nil, fmt.Errorf("signing: public key %d: its id is listed before", n)
-			}
-			v.keys[id] = pub
-		}
+	entries, err := keylist.Parse(text, ed25519.PublicKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("signing: public %w", err)
 	}
-	if len(v.keys) == 0 {
-		return nil, errors.New("signing: no public key")
+	v := &Verifier{keys: map[string]ed25519.PublicKey{}, verified: map[verifiedRoot]struct{}{}}
+	for _, e := range entries {
+		v.keys[e.ID] = e.Key
 	}
 	return v, nil
 }
