@@ -120,8 +120,27 @@ func (r *reader) isolation() kgo.IsolationLevel {
 }
 
 // listEnds lists the end of every partition of the topic: the last stable
-// offset, or the high watermark for an uncommitted read.
+// offset, or the high watermark for an uncommitted read. Retriable errors
+// (a topic just created, not yet on every broker; a leader moving) are
+// retried with backoff for up to stallLimit.
 func (r *reader) listEnds(ctx context.Context) (map[int32]int64, error) {
+	deadline := time.Now().Add(stallLimit)
+	backoff := backoffMin
+	for {
+		ends, err := r.listEndsOnce(ctx)
+		if err == nil || !kerr.IsRetriable(err) || time.Now().After(deadline) {
+			return ends, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+func (r *reader) listEndsOnce(ctx context.Context) (map[int32]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, readCallTimeout)
 	defer cancel()
 	list := r.adm.ListCommittedOffsets
