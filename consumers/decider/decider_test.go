@@ -3,6 +3,7 @@ package decider_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -91,14 +92,37 @@ func read[T any](h *harness, topic string, done func([]T) bool) []T {
 	return out
 }
 
-// readAll reads a topic up to its end offsets as of now (read_committed).
+// readAll reads a topic to its end once no transaction is open on it
+// (read_committed). A real broker writes a transaction's commit markers to
+// its partitions one by one: a result seen committed does not mean its
+// events' partition is readable yet, so it waits for the last stable
+// offsets to reach the high watermarks.
 func readAll[T any](h *harness, topic string) []T {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ends, err := kadm.NewClient(h.cl).ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		h.t.Fatal(err)
+	adm := kadm.NewClient(h.cl)
+	var ends kadm.ListedOffsets
+	for {
+		stable, err1 := adm.ListCommittedOffsets(ctx, topic)
+		hwms, err2 := adm.ListEndOffsets(ctx, topic)
+		if err := errors.Join(err1, err2); err != nil {
+			h.t.Fatal(err)
+		}
+		settled := true
+		hwms.Each(func(o kadm.ListedOffset) {
+			s, _ := stable.Lookup(topic, o.Partition)
+			settled = settled && s.Offset == o.Offset
+		})
+		if settled {
+			ends = stable
+			break
+		}
+		select {
+		case <-ctx.Done():
+			h.t.Fatalf("%s: a transaction stayed open", topic)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	// Offsets count transaction markers too: read until every partition's
 	// position passes its end offset.
