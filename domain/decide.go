@@ -28,17 +28,30 @@ func Decide(s State, cmd Command, now time.Time) ([]Event, error) {
 // here for every command, where Decide answers NotFound for all but
 // workspace.create, since no such workspace can exist.
 func Validate(cmd Command) error {
+	_, err := Normalize(cmd)
+	return err
+}
+
+// Normalize validates cmd as Validate does and returns it with its payload
+// normalised (trimmed, defaulted) as Decide records it, as a pointer: what
+// a writer seals must be what Decide would have kept.
+func Normalize(cmd Command) (Command, error) {
 	uc, ok := useCases[cmd.Type]
 	if !ok {
-		return unknownType(cmd)
+		return cmd, unknownType(cmd)
 	}
-	return uc.validate(cmd)
+	p, err := uc.validate(cmd)
+	if err != nil {
+		return cmd, err
+	}
+	cmd.Payload = p
+	return cmd, nil
 }
 
 // useCase is how one command type is decided and validated.
 type useCase struct {
 	decide   func(State, Command, time.Time) ([]Event, error)
-	validate func(Command) error
+	validate func(Command) (any, error) // the normalised payload, a pointer
 }
 
 var useCases = map[string]useCase{
@@ -96,16 +109,19 @@ func taskUseCase[P taskPayload[P]](decide func(*Workspace, *Task, P, *emitter) e
 
 // validateCommand makes, without state, the checks Decide makes on a command
 // with payload P, in the same order.
-func validateCommand[P payload[P]](cmd Command) error {
+func validateCommand[P payload[P]](cmd Command) (any, error) {
 	p, ok := payloadAs[P](cmd.Payload)
 	if !ok {
-		return payloadMismatch(cmd)
+		return nil, payloadMismatch(cmd)
 	}
 	if err := checkTarget(cmd, p); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := p.validate()
-	return err
+	n, err := p.validate()
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
 }
 
 // checkTarget checks the ids a command names: the key registry and a key

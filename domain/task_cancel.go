@@ -16,6 +16,6 @@ func taskCancel(_ *Workspace, t *Task, p TaskCancelCmd, e *emitter) error {
 // validate trims the reason.
 func (p TaskCancelCmd) validate() (TaskCancelCmd, error) {
 	var err error
-	p.Reason, err = optional("reason", p.Reason, MaxReasonLen)
+	p.Reason, err = sensitiveReason("reason", p.Reason, MaxReasonLen, false)
 	return p, err
 }

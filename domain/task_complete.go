@@ -13,5 +13,5 @@ func taskComplete(_ *Workspace, t *Task, p TaskCompleteCmd, e *emitter) error {
 }
 
 func (p TaskCompleteCmd) validate() (TaskCompleteCmd, error) {
-	return p, checkText("output", p.Output, MaxTextLen)
+	return p, checkSensitive("output", p.Output, MaxTextLen)
 }

@@ -30,7 +30,7 @@ func (p TaskCreateCmd) validate() (TaskCreateCmd, error) {
 	if p.Title, err = required("title", p.Title, MaxTitleLen); err != nil {
 		return p, err
 	}
-	if err := checkText("input", p.Input, MaxTextLen); err != nil {
+	if err := checkSensitive("input", p.Input, MaxTextLen); err != nil {
 		return p, err
 	}
 	if p.Assignee != "" {

@@ -31,7 +31,7 @@ func (p TaskFailAttemptCmd) validate() (TaskFailAttemptCmd, error) {
 		return p, err
 	}
 	var err error
-	if p.Reason, err = required("reason", p.Reason, MaxReasonLen); err != nil {
+	if p.Reason, err = sensitiveReason("reason", p.Reason, MaxReasonLen, true); err != nil {
 		return p, err
 	}
 	return p, checkUsage(p.Usage)

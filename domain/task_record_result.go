@@ -28,7 +28,7 @@ func (p TaskRecordResultCmd) validate() (TaskRecordResultCmd, error) {
 	if err := checkAttemptNumber(p.Attempt); err != nil {
 		return p, err
 	}
-	if err := checkText("output", p.Output, MaxTextLen); err != nil {
+	if err := checkSensitive("output", p.Output, MaxTextLen); err != nil {
 		return p, err
 	}
 	var err error

@@ -44,5 +44,5 @@ func (p WorkspaceRegisterAgentCmd) validate() (WorkspaceRegisterAgentCmd, error)
 	if p.Model, err = required("model", p.Model, MaxModelLen); err != nil {
 		return p, err
 	}
-	return p, checkText("instructions", p.Instructions, MaxTextLen)
+	return p, checkSensitive("instructions", p.Instructions, MaxTextLen)
 }

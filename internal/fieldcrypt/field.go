@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/logbook-dev/logbook/domain"
 )
 
-// Prefix starts every sealed field of format 1.
-const Prefix = "lbx1."
+// Prefix starts every sealed field of format 1; the domain accepts a
+// sealed field by it.
+const Prefix = domain.SealedPrefix
 
 // ErrNotSealed means a value is not a sealed field (plaintext written
 // before encryption, or another format).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 )
 
@@ -174,5 +175,31 @@ func TestLoadMasterKeys(t *testing.T) {
 	}
 	if _, err := fieldcrypt.LoadMasterKeys(env(nil)); err == nil {
 		t.Error("no key accepted")
+	}
+}
+
+// The largest field the domain accepts, sealed under a late generation,
+// is within the bound the decider accepts for a sealed field.
+func TestSealedMaximumFitsTheDomainBound(t *testing.T) {
+	raw, _ := fieldcrypt.NewDataKey()
+	k, err := fieldcrypt.OpenDataKey("ws", 1_000_000_000, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, max := range []int{domain.MaxTextLen, domain.MaxReasonLen} {
+		s, err := k.Seal("task/t/input", strings.Repeat("\U0001F600", max))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s) > domain.MaxSealedLen(max) {
+			t.Fatalf("sealed %d characters: %d bytes, domain bound %d", max, len(s), domain.MaxSealedLen(max))
+		}
+		cmd := domain.Command{ID: "c", Type: domain.CmdTaskCreate, WorkspaceID: "ws", Actor: domain.Actor{ID: "a", Role: domain.RoleAdmin},
+			Payload: &domain.TaskCreateCmd{TaskID: "t", Title: "t", Input: s}}
+		if max == domain.MaxTextLen {
+			if err := domain.Validate(cmd); err != nil {
+				t.Fatalf("the domain refuses a sealed maximal input: %v", err)
+			}
+		}
 	}
 }

@@ -75,8 +75,27 @@ type Ring struct {
 	readMu sync.Mutex // one read of the topic at a time
 }
 
+// ErrNoKeyService means the ring was built without a key service: it can
+// erase keys, not make or open them.
+var ErrNoKeyService = errors.New("keyring: no master key configured (LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY)")
+
 // Open connects to the topic and reads it to its end.
 func Open(ctx context.Context, cfg kafka.Config, ks fieldcrypt.KeyService) (*Ring, error) {
+	r, err := New(cfg, ks)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Refresh(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// New connects to the topic without reading it: Run and the first key
+// asked for read it. A process that must start while the log is down (to
+// serve reads) uses New. ks may be nil for a process that only erases.
+func New(cfg kafka.Config, ks fieldcrypt.KeyService) (*Ring, error) {
 	cl, err := kgo.NewClient(append(cfg.Opts(),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
@@ -89,13 +108,8 @@ func Open(ctx context.Context, cfg kafka.Config, ks fieldcrypt.KeyService) (*Rin
 	if lag <= 0 {
 		lag = 24 * time.Hour
 	}
-	r := &Ring{ks: ks, cl: cl, topic: cfg.Topics().Keys, lag: lag, keys: map[string]*fieldcrypt.DataKey{},
-		wrapped: map[string]record{}, erased: map[string]bool{}, revived: map[string]bool{}}
-	if err := r.Refresh(ctx); err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return r, nil
+	return &Ring{ks: ks, cl: cl, topic: cfg.Topics().Keys, lag: lag, keys: map[string]*fieldcrypt.DataKey{},
+		wrapped: map[string]record{}, erased: map[string]bool{}, revived: map[string]bool{}}, nil
 }
 
 // Close releases the Kafka client.
@@ -245,10 +259,22 @@ func (r *Ring) Create(ctx context.Context, ws string) (*fieldcrypt.DataKey, erro
 		return nil, err
 	}
 	defer clear(raw)
-	return r.write(ctx, ws, 1, raw)
+	if _, err := r.write(ctx, ws, 1, raw); err != nil {
+		return nil, err
+	}
+	// Two processes may create a key for one workspace at once (its first
+	// sensitive field, when it was created before encryption): the later
+	// record is the one compaction keeps, so both use that one.
+	if err := r.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return r.Key(ctx, ws)
 }
 
 func (r *Ring) write(ctx context.Context, ws string, generation int, raw []byte) (*fieldcrypt.DataKey, error) {
+	if r.ks == nil {
+		return nil, ErrNoKeyService
+	}
 	w, err := r.ks.Wrap(ctx, raw, wrapAAD(ws, generation))
 	if err != nil {
 		return nil, err
@@ -302,6 +328,9 @@ func (r *Ring) cached(ctx context.Context, ws string) (*fieldcrypt.DataKey, erro
 		if ok || !stored {
 			return k, nil, ok
 		}
+		if r.ks == nil {
+			return nil, ErrNoKeyService, true
+		}
 		raw, err := r.ks.Unwrap(ctx, fieldcrypt.Wrapped{MasterKeyID: v.MasterKeyID, Ciphertext: v.Wrapped}, wrapAAD(ws, v.Generation))
 		if err != nil {
 			return nil, fmt.Errorf("keyring: workspace %s: %w", ws, err), true
@@ -348,6 +377,9 @@ func (r *Ring) forget(ws string) {
 // retired once it has (kafka.Config.KeysCompactionLag). It returns how
 // many keys it rewrapped.
 func (r *Ring) Rewrap(ctx context.Context) (int, error) {
+	if r.ks == nil {
+		return 0, ErrNoKeyService
+	}
 	if err := r.Refresh(ctx); err != nil {
 		return 0, err
 	}
