@@ -37,6 +37,14 @@ type OutcomeLookup interface {
 	Outcome(ctx context.Context, commandID string) (*schemas.Result, error)
 }
 
+// Sealer encrypts a command's sensitive fields before it enters the log,
+// under its workspace's data key; *keyring.Ring satisfies it. Domain
+// errors it returns (an erased workspace is not found) are answers; any
+// other means the key cannot be had now.
+type Sealer interface {
+	Seal(ctx context.Context, cmd domain.Command) (domain.Command, error)
+}
+
 // GrantLookup tells a principal's role in a workspace ("" when none; known
 // false when the grants cannot be read now); *projections.Grants satisfies
 // it.
@@ -63,7 +71,10 @@ type Config struct {
 	Writable func() bool
 	// Keys is this instance's view of the keys; nil: key routes do not
 	// wait for it.
-	Keys   KeyStore
+	Keys KeyStore
+	// Fields seals sensitive fields; nil sends them as they are (tests of
+	// other concerns only: logbook always seals).
+	Fields Sealer
 	Logger *slog.Logger
 	// MaxWait caps Prefer: wait, default 30s.
 	MaxWait time.Duration
@@ -97,6 +108,7 @@ func (a *API) Routes(r chi.Router) {
 	r.Post("/v1/workspaces", a.createWorkspace)
 	r.Post("/v1/workspaces/{ws}/rename", a.renameWorkspace)
 	r.Post("/v1/workspaces/{ws}/archive", a.archiveWorkspace)
+	r.Post("/v1/workspaces/{ws}/erase", a.eraseWorkspace)
 	r.Post("/v1/workspaces/{ws}/members", a.addMember)
 	r.Delete("/v1/workspaces/{ws}/members/{principal}", a.removeMember)
 	r.Post("/v1/workspaces/{ws}/agents", a.registerAgent)
@@ -237,17 +249,29 @@ func (a *API) prepare(r *http.Request, p auth.Principal, cmdID, digest string, s
 	if prob := a.cfg.Admission.Admit(p.ID); prob != nil {
 		return schemas.CommandEnvelope{}, prob
 	}
-	if err := domain.Validate(domain.Command{Type: s.typ, WorkspaceID: s.workspaceID, Payload: s.payload}); err != nil {
+	cmd, err := domain.Normalize(domain.Command{ID: cmdID, Type: s.typ, WorkspaceID: s.workspaceID,
+		Actor: domain.Actor{ID: p.ID, Role: p.Role}, IssuedAt: a.cfg.Now(), Payload: s.payload})
+	if err != nil {
 		return schemas.CommandEnvelope{}, err
 	}
 	corr, err := correlationID(r)
 	if err != nil {
 		return schemas.CommandEnvelope{}, err
 	}
-	env, err := schemas.EncodeCommand(domain.Command{
-		ID: cmdID, Type: s.typ, WorkspaceID: s.workspaceID,
-		Actor: domain.Actor{ID: p.ID, Role: p.Role}, IssuedAt: a.cfg.Now(), Payload: s.payload,
-	}, corr)
+	if a.cfg.Fields != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.AppendTimeout)
+		cmd, err = a.cfg.Fields.Seal(ctx, cmd)
+		cancel()
+		if err != nil {
+			if domain.ErrorCode(err) != "" {
+				return schemas.CommandEnvelope{}, err
+			}
+			a.cfg.Logger.Warn("workspace data key unavailable", "command_type", s.typ, "err", err)
+			return schemas.CommandEnvelope{}, httpapi.Unavailable(httpapi.CodeKeysUnavailable,
+				"the workspace's data key cannot be read right now; retry", 5)
+		}
+	}
+	env, err := schemas.EncodeCommand(cmd, corr)
 	if err != nil {
 		return env, err
 	}

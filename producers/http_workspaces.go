@@ -65,6 +65,12 @@ func (a *API) archiveWorkspace(w http.ResponseWriter, r *http.Request) {
 	a.workspaceCommand(w, r, domain.CmdWorkspaceArchive, &domain.WorkspaceArchiveCmd{}, false)
 }
 
+// eraseWorkspace asks for crypto-shredding: the decider records
+// workspace.erased, and the projector destroys the data key on it.
+func (a *API) eraseWorkspace(w http.ResponseWriter, r *http.Request) {
+	a.workspaceCommand(w, r, domain.CmdWorkspaceErase, &domain.WorkspaceEraseCmd{}, false)
+}
+
 func (a *API) addMember(w http.ResponseWriter, r *http.Request) {
 	a.workspaceCommand(w, r, domain.CmdWorkspaceAddMember, &domain.WorkspaceAddMemberCmd{}, true)
 }

@@ -243,10 +243,11 @@ type Replayer struct {
 	Appliers map[string]Applier
 }
 
-// NewReplayer returns a replayer of the projections logbook runs.
-func NewReplayer(pool *pgxpool.Pool) *Replayer {
+// NewReplayer returns a replayer of the projections logbook runs; keys
+// destroys the data keys of workspaces whose erasure it applies.
+func NewReplayer(pool *pgxpool.Pool, keys KeyEraser) *Replayer {
 	return &Replayer{Pool: pool, Appliers: map[string]Applier{
-		ProjectionReadModels: ReadModels{}, ProjectionResults: Results{},
+		ProjectionReadModels: ReadModels{Keys: keys}, ProjectionResults: Results{},
 	}}
 }
 

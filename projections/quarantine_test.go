@@ -152,7 +152,7 @@ func TestGapInTheChainStallsTheWorkspaceVisibly(t *testing.T) {
 		t.Fatalf("quarantine: %+v, %v", q, err)
 	}
 	// Replay cannot close the hole: nothing is applied over it.
-	reps, err := projections.NewReplayer(e.pool).Replay(ctx, l.ws)
+	reps, err := projections.NewReplayer(e.pool, nil).Replay(ctx, l.ws)
 	if err != nil || len(reps) != 1 || reps[0].Applied != 0 || reps[0].Remaining != 2 {
 		t.Fatalf("replay: %+v, %v", reps, err)
 	}
@@ -225,7 +225,7 @@ func TestUnappliableEventStallsItsWorkspaceUntilReplay(t *testing.T) {
 	})
 
 	// Replay before the fix: nothing moves, the cause is kept.
-	rp := projections.NewReplayer(e.pool)
+	rp := projections.NewReplayer(e.pool, nil)
 	reps, err := rp.Replay(ctx, stalled)
 	if err != nil || len(reps) != 1 || reps[0].Applied != 0 || reps[0].Remaining != 4 || reps[0].Error == "" {
 		t.Fatalf("replay before the fix: %+v, %v", reps, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/internal/httpapi"
+	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -30,10 +31,18 @@ const (
 	MaxPageSize     = 500
 )
 
+// Opener gives back the plaintext of a sensitive field the read models
+// hold sealed, from its workspace and slot (domain.Slot); a value that is
+// not sealed comes back as it is. *keyring.Ring satisfies it.
+type Opener interface {
+	Open(ctx context.Context, workspace, slot, v string) (string, error)
+}
+
 // Queries serves the read models.
 type Queries struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	open Opener // nil serves fields as stored
 	// exportPageSize is ExportPage; tests make it smaller.
 	exportPageSize int
 }
@@ -44,6 +53,45 @@ func NewQueries(pool *pgxpool.Pool, log *slog.Logger) *Queries {
 		log = slog.Default()
 	}
 	return &Queries{pool: pool, log: log, exportPageSize: ExportPage}
+}
+
+// WithOpener makes the queries serve sensitive fields in plaintext, opened
+// with o. The event trail stays as recorded: its hashes cover the sealed
+// values.
+func (q *Queries) WithOpener(o Opener) *Queries {
+	q.open = o
+	return q
+}
+
+// opened replaces each sealed field with its plaintext. A field that cannot
+// be opened now (the key ring cannot be read) fails the request with 503:
+// a reader must not take a missing value for an empty one.
+func (q *Queries) opened(ctx context.Context, ws, kind, id string, fields map[string]*string) error {
+	if q.open == nil {
+		return nil
+	}
+	for field, v := range fields {
+		if v == nil || *v == "" {
+			continue
+		}
+		plain, err := q.open.Open(ctx, ws, domain.Slot(kind, id, field), *v)
+		if errors.Is(err, keyring.ErrErased) {
+			// Erased since the row was read: the field is gone.
+			*v = ""
+			continue
+		}
+		if err != nil {
+			q.log.Warn("sensitive field cannot be opened", "workspace", ws, "field", field, "err", err)
+			return httpapi.Unavailable(httpapi.CodeKeysUnavailable, "the workspace's data key cannot be read right now; retry", 5)
+		}
+		*v = plain
+	}
+	return nil
+}
+
+func (q *Queries) openTask(ctx context.Context, t *TaskView) error {
+	return q.opened(ctx, t.WorkspaceID, "task", t.ID, map[string]*string{
+		domain.FieldInput: &t.Input, domain.FieldOutput: &t.Output, domain.FieldFailureReason: &t.FailureReason})
 }
 
 // Routes mounts the query routes on r (already authenticated).
@@ -199,6 +247,9 @@ func (q *Queries) getWorkspace(w http.ResponseWriter, r *http.Request) {
 		if a.Instructions != nil {
 			*a.Instructions = fromDBText(*a.Instructions)
 		}
+		if err == nil {
+			err = q.opened(ctx, ws, "agent", a.ID, map[string]*string{domain.FieldInstructions: a.Instructions})
+		}
 		return a, err
 	})
 	if err != nil {
@@ -288,9 +339,12 @@ func (q *Queries) getTask(w http.ResponseWriter, r *http.Request) {
 				err = notFound("task")
 			}
 			if err == nil {
-				w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(t.Version, 10)))
-				httpapi.WriteJSON(w, http.StatusOK, taskView(t))
-				return
+				v := taskView(t)
+				if err = q.openTask(ctx, &v); err == nil {
+					w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(t.Version, 10)))
+					httpapi.WriteJSON(w, http.StatusOK, v)
+					return
+				}
 			}
 		}
 	}
@@ -406,7 +460,8 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return TaskView{}, err
 			}
-			return taskView(t), nil
+			v := taskView(t)
+			return v, q.openTask(ctx, &v)
 		})
 	if err != nil {
 		q.fail(w, r, err)

@@ -22,7 +22,18 @@ const (
 // ReadModels projects the events topic into workspaces, members, agents,
 // tasks, keys, the event trail and AI usage. Per batch it folds events in memory
 // and writes each table in bulk.
-type ReadModels struct{}
+type ReadModels struct {
+	// Keys destroys an erased workspace's data key when its
+	// workspace.erased event is applied; nil leaves keys alone (tests of
+	// other concerns only).
+	Keys KeyEraser
+}
+
+// KeyEraser destroys a workspace's data key; erasing an erased one again
+// does nothing. *keyring.Ring satisfies it.
+type KeyEraser interface {
+	Erase(ctx context.Context, workspace string) error
+}
 
 type decoded struct {
 	env       schemas.EventEnvelope
@@ -33,7 +44,7 @@ type decoded struct {
 }
 
 // Apply implements Applier.
-func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []*kgo.Record) error {
+func (m ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []*kgo.Record) error {
 	evs := make([]decoded, 0, len(recs))
 	for _, r := range recs {
 		var env schemas.EventEnvelope
@@ -69,7 +80,7 @@ func (ReadModels) Apply(ctx context.Context, tx pgx.Tx, partition int32, recs []
 	if err := applyTasks(ctx, tx, evs); err != nil {
 		return fmt.Errorf("tasks: %w", err)
 	}
-	if err := applyErasures(ctx, tx, evs); err != nil {
+	if err := applyErasures(ctx, tx, evs, m.Keys); err != nil {
 		return fmt.Errorf("erasure: %w", err)
 	}
 	if err := applyKeys(ctx, tx, evs); err != nil {
@@ -321,13 +332,21 @@ func deref(s *string) string {
 	return *s
 }
 
-// applyErasures drops the sensitive fields of erased workspaces' tasks
-// (input, output, failure reason). It runs after the task upsert so events
-// earlier in the same batch cannot bring them back.
-func applyErasures(ctx context.Context, tx pgx.Tx, evs []decoded) error {
+// applyErasures destroys erased workspaces' data keys and drops their
+// tasks' sensitive fields (input, output, failure reason; applyWorkspaces
+// drops agents' instructions). It runs after the task upsert so events
+// earlier in the same batch cannot bring them back. The key goes first: a
+// batch that fails after it is applied again, and erasing twice is
+// harmless.
+func applyErasures(ctx context.Context, tx pgx.Tx, evs []decoded, keys KeyEraser) error {
 	for _, d := range evs {
 		if d.env.Type != domain.EvWorkspaceErased {
 			continue
+		}
+		if keys != nil {
+			if err := keys.Erase(ctx, d.env.WorkspaceID); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE tasks SET input = NULL, output = NULL, failure_reason = NULL WHERE workspace_id = $1`, d.env.WorkspaceID); err != nil {
 			return err

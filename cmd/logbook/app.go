@@ -26,6 +26,7 @@ import (
 	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/internal/httpapi"
 	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/pg"
 	"github.com/logbook-dev/logbook/producers"
 	"github.com/logbook-dev/logbook/projections"
@@ -43,6 +44,7 @@ type Main struct {
 	listener net.Listener
 	health   *health
 	reg      *prometheus.Registry
+	ring     *keyring.Ring // the workspaces' data keys
 }
 
 // Open connects to Postgres, migrates, bootstraps the admin key, creates the
@@ -69,6 +71,18 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	if err := kafka.EnsureTopics(ctx, c.Kafka); err != nil {
+		return err
+	}
+	ks := c.MasterKeys
+	if ks == nil && c.needsMasterKeys() {
+		l, err := loadMasterKeys()
+		if err != nil {
+			return err
+		}
+		ks = l
+	}
+	// The projector erases keys and needs no master key.
+	if m.ring, err = keyring.New(c.Kafka, ks); err != nil {
 		return err
 	}
 	if c.hasRole("api") {
@@ -160,6 +174,15 @@ func (m *Main) Run(ctx context.Context) error {
 		goRun("agent", w.Run)
 	}
 	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
+	goRun("keyring", func(ctx context.Context) error {
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := m.ring.Refresh(rctx); err != nil {
+			m.Log.Warn("keyring: first read failed; keys are read when first needed", "err", err)
+		}
+		rcancel()
+		m.ring.Run(ctx)
+		return nil
+	})
 	// Each second: a revoked key stops working on every API instance within
 	// a second of its revocation reaching the keys read model.
 	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, time.Second); return nil })
@@ -168,7 +191,7 @@ func (m *Main) Run(ctx context.Context) error {
 			name, topic string
 			apply       projections.Applier
 		}{
-			{projections.ProjectionReadModels, c.Kafka.Topics().Events, projections.ReadModels{}},
+			{projections.ProjectionReadModels, c.Kafka.Topics().Events, projections.ReadModels{Keys: m.ring}},
 			{projections.ProjectionResults, c.Kafka.Topics().Results, projections.Results{}},
 			{projections.ProjectionAccess, c.Kafka.Topics().Access, projections.AccessLog{}},
 		} {
@@ -216,9 +239,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}, func() float64 { l, _, _ := agentLag.Lag(); return float64(l) }))
 		goRun("agent lag", func(ctx context.Context) error { agentLag.Run(ctx, 2*time.Second); return nil })
 		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
-		queries := projections.NewQueries(m.pool, m.Log)
+		queries := projections.NewQueries(m.pool, m.Log).WithOpener(m.ring)
 		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),
-			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys})
+			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys, Fields: m.ring})
 		throttle := auth.NewThrottle(auth.ThrottleConfig{Failures: c.AuthFailuresPerMinute})
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "logbook_auth_throttled_requests_total",
@@ -287,6 +310,9 @@ func (m *Main) Close() {
 	}
 	if m.pool != nil {
 		m.pool.Close()
+	}
+	if m.ring != nil {
+		m.ring.Close()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/logbook-dev/logbook/internal/auth"
+	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/logging"
 )
@@ -34,6 +35,22 @@ type Config struct {
 	AuthFailuresPerMinute int
 	// AI configures the agent role.
 	AI AIConfig
+	// MasterKeys wrap the workspaces' data keys. The api and agent roles
+	// need them (they seal and open sensitive fields); when nil, Open reads
+	// LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY.
+	MasterKeys fieldcrypt.KeyService
+}
+
+// needsMasterKeys reports whether the chosen roles seal or open fields.
+func (c Config) needsMasterKeys() bool { return c.hasRole("api") || c.hasRole("agent") }
+
+// loadMasterKeys reads the master keys from the environment.
+func loadMasterKeys() (*fieldcrypt.Local, error) {
+	ks, err := fieldcrypt.LoadMasterKeys(os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%w (the api and agent roles encrypt sensitive fields with it; `logbook keys master` prints a new key line for the file)", err)
+	}
+	return ks, nil
 }
 
 func env(name, def string) string {

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/logbook-dev/logbook/internal/devbroker"
+	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/pgembed"
 )
 
@@ -83,6 +84,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
+	if os.Getenv("LOGBOOK_MASTER_KEY_FILE") == "" && os.Getenv("LOGBOOK_MASTER_KEY") == "" {
+		if cfg.MasterKeys, err = devMasterKeys(abs); err != nil {
+			return err
+		}
+	}
+
 	m := &Main{Config: cfg, Log: log, Stdout: stdout}
 	defer m.Close()
 	if err := m.Open(ctx); err != nil {
@@ -97,6 +104,37 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
+// devMasterKeyFile, under the data directory, holds the master key of a
+// dev instance that was given none: made on first start, 0600. Without it
+// the sensitive fields in the log and the database cannot be read.
+const devMasterKeyFile = "master.key"
+
+// devMasterKeys reads the data directory's master key, making it first.
+func devMasterKeys(dir string) (*fieldcrypt.Local, error) {
+	path := filepath.Join(dir, devMasterKeyFile)
+	line, err := fieldcrypt.NewMasterKey("dev-" + time.Now().UTC().Format("20060102"))
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		_, werr := f.WriteString(line + "\n")
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			os.Remove(path)
+			return nil, fmt.Errorf("master key %s: %w", path, err)
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return nil, fmt.Errorf("master key %s: %w", path, err)
+	}
+	return fieldcrypt.LoadMasterKeys(func(name string) string {
+		if name == "LOGBOOK_MASTER_KEY_FILE" {
+			return path
+		}
+		return ""
+	})
+}
+
 // devDatabaseURLFile, under the data directory, holds the embedded
 // database's URL, password included, while `logbook dev` runs.
 const devDatabaseURLFile = "postgres.url"
@@ -107,7 +145,7 @@ const devPostgresDir = "postgres"
 
 // devOwnFiles are the entries of the data directory that logbook dev
 // writes besides the database's own directory.
-var devOwnFiles = []string{"kafka", "kafka.port", devbroker.JournalFile, "postgres.log", devDatabaseURLFile}
+var devOwnFiles = []string{"kafka", "kafka.port", devbroker.JournalFile, "postgres.log", devDatabaseURLFile, devMasterKeyFile}
 
 // lockDown makes the data directory its owner's alone: the directory 0700
 // and what logbook keeps in it readable by its owner only, also what

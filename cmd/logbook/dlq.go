@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/pg"
 	"github.com/logbook-dev/logbook/projections"
 )
@@ -69,7 +70,17 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return printQuarantine(stdout, recs, *asJSON)
 	}
-	reports, err := projections.NewReplayer(pool).Replay(ctx, *ws)
+	// An erasure waiting in the quarantine destroys its workspace's data
+	// key when it applies: replay needs the log as well as the database.
+	if err := toolKafka(&cfg, *dir); err != nil {
+		return fmt.Errorf("dlq replay destroys the data keys of erased workspaces: %w", err)
+	}
+	ring, err := keyring.New(cfg.Kafka, nil)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	reports, err := projections.NewReplayer(pool, ring).Replay(ctx, *ws)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ var routeNeeds = map[string]domain.Permission{
 	"POST /v1/workspaces":                            permCreate,
 	"POST /v1/workspaces/{ws}/rename":                domain.PermWrite,
 	"POST /v1/workspaces/{ws}/archive":               domain.PermManage,
+	"POST /v1/workspaces/{ws}/erase":                 domain.PermManage,
 	"POST /v1/workspaces/{ws}/members":               domain.PermManage,
 	"DELETE /v1/workspaces/{ws}/members/{principal}": domain.PermManage,
 	"POST /v1/workspaces/{ws}/agents":                domain.PermWrite,

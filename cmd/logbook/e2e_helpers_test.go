@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/internal/pgtest"
 )
@@ -258,9 +259,20 @@ func serveEnv(brokers []string, prefix, dbURL string, partitions int, extra ...s
 		"LOGBOOK_DATABASE_URL=" + dbURL,
 		"LOGBOOK_ADMIN_KEY=" + testKey,
 		"LOGBOOK_LOG_LEVEL=warn",
+		"LOGBOOK_MASTER_KEY=" + testMasterKey,
 	}
 	return append(env, extra...)
 }
+
+// testMasterKey is the master key of the processes a test starts with
+// serveEnv: every process of one deployment shares it.
+var testMasterKey = func() string {
+	k, err := fieldcrypt.NewMasterKey("test")
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // clusterEnv is serveEnv on the test broker (kfake or the real one) with
 // its own topic prefix and a fresh database.

@@ -16,7 +16,8 @@ import (
 // minute: tests send wrong keys on purpose, more than a client would.
 func devEnv() []string {
 	return []string{"LOGBOOK_ADMIN_KEY=", "LOGBOOK_DATABASE_URL=", "LOGBOOK_KAFKA_BROKERS=", "LOGBOOK_LOG_LEVEL=warn",
-		"LOGBOOK_AUTH_FAILURES_PER_MINUTE=1000", "OPENAI_API_KEY=", "OPENAI_BASE_URL=", "LOGBOOK_AI_PROVIDER="}
+		"LOGBOOK_AUTH_FAILURES_PER_MINUTE=1000", "OPENAI_API_KEY=", "OPENAI_BASE_URL=", "LOGBOOK_AI_PROVIDER=",
+		"LOGBOOK_MASTER_KEY=", "LOGBOOK_MASTER_KEY_FILE="}
 }
 
 func startDev(t *testing.T, dir string) *proc {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 )
 
 // stringList is a repeatable flag.
@@ -74,4 +76,21 @@ func runKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%d of %d grants were refused; the key exists: grant with POST /v1/workspaces/{ws}/members or revoke it", failed, len(out.Grants))
 	}
 	return nil
+}
+
+// runKeysMaster prints a new master key line. Put it first in the key
+// file to make it current; keep the old lines until `Rewrap` has run and
+// compaction has dropped the old wrappings.
+func runKeysMaster(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("keys master", stderr)
+	id := fs.String("id", "m-"+time.Now().UTC().Format("20060102T150405"), "the key's id, named by every data key it wraps")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	line, err := fieldcrypt.NewMasterKey(*id)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, line)
+	return err
 }

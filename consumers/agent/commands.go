@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -35,16 +36,23 @@ func CommandID(workspaceID, taskID string, attempt int, step string) string {
 
 // command builds the message carrying one command, caused by env: keyed by
 // workspace, with the CloudEvents headers every command record has.
-func (w *Worker) command(env schemas.EventEnvelope, id, typ string, payload any) (*message.Message, error) {
+func (w *Worker) command(ctx context.Context, env schemas.EventEnvelope, id, typ string, payload any) (*message.Message, error) {
 	corr := env.CorrelationID
 	if corr == "" {
 		corr = env.CommandID
 	}
-	ce, err := schemas.EncodeCommand(domain.Command{
+	cmd := domain.Command{
 		ID: id, Type: typ, WorkspaceID: env.WorkspaceID,
 		Actor:    domain.Actor{ID: w.cfg.Principal, Role: domain.RoleAgent},
 		IssuedAt: time.Now(), Payload: payload,
-	}, corr)
+	}
+	if w.deps.Fields != nil {
+		var err error
+		if cmd, err = w.deps.Fields.Seal(ctx, cmd); err != nil {
+			return nil, fmt.Errorf("agent: seal %s: %w", typ, err)
+		}
+	}
+	ce, err := schemas.EncodeCommand(cmd, corr)
 	if err != nil {
 		return nil, err
 	}

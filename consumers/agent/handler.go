@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -80,7 +82,13 @@ func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, as
 		WorkspaceID: env.WorkspaceID, TaskID: taskID, Attempt: n,
 		AgentName: work.Agent.Name, Model: work.Agent.Model, Instructions: work.Agent.Instructions, Input: work.Input,
 	}
-	start, err := w.command(env, CommandID(env.WorkspaceID, taskID, n, stepStart), domain.CmdTaskStartAttempt,
+	if err := w.open(ctx, &req, work.Agent.ID); err != nil {
+		if errors.Is(err, keyring.ErrErased) {
+			return nil, nil // the workspace is being erased: nothing to answer
+		}
+		return nil, err
+	}
+	start, err := w.command(ctx, env, CommandID(env.WorkspaceID, taskID, n, stepStart), domain.CmdTaskStartAttempt,
 		domain.TaskStartAttemptCmd{TaskID: taskID})
 	if err != nil {
 		return nil, err
@@ -95,21 +103,40 @@ func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, as
 		if model == "" {
 			model = req.Model
 		}
-		m, err = w.command(env, id, domain.CmdTaskRecordResult, domain.TaskRecordResultCmd{
+		m, err = w.command(ctx, env, id, domain.CmdTaskRecordResult, domain.TaskRecordResultCmd{
 			TaskID: taskID, Attempt: n, Output: fitText(resp.Output, domain.MaxTextLen), Usage: fitUsage(resp.Usage),
 			Provider: fitText(resp.Provider, domain.MaxNameLen), Model: fitText(model, domain.MaxModelLen),
 		})
 	case ClassBadRequest, ClassMalformed:
-		m, err = w.command(env, id, domain.CmdTaskFailAttempt, domain.TaskFailAttemptCmd{
+		m, err = w.command(ctx, env, id, domain.CmdTaskFailAttempt, domain.TaskFailAttemptCmd{
 			TaskID: taskID, Attempt: n, Reason: failReason(err), Retryable: class == ClassMalformed,
 		})
 	default:
 		return nil, err
 	}
+	if domain.ErrorCode(err) == domain.CodeNotFound {
+		return nil, nil // erased meanwhile: the decider would refuse the outcome
+	}
 	if err != nil {
 		return nil, err
 	}
 	return []*message.Message{m}, nil
+}
+
+// open replaces the request's sealed task input and agent instructions
+// with their plaintext; it is never logged (Request's LogValue).
+func (w *Worker) open(ctx context.Context, req *Request, agentID string) error {
+	if w.deps.Fields == nil {
+		return nil
+	}
+	var err error
+	if req.Input, err = w.deps.Fields.Open(ctx, req.WorkspaceID, domain.Slot("task", req.TaskID, domain.FieldInput), req.Input); err != nil {
+		return fmt.Errorf("agent: open the task input: %w", err)
+	}
+	if req.Instructions, err = w.deps.Fields.Open(ctx, req.WorkspaceID, domain.Slot("agent", agentID, domain.FieldInstructions), req.Instructions); err != nil {
+		return fmt.Errorf("agent: open the agent instructions: %w", err)
+	}
+	return nil
 }
 
 // call asks the primary provider, through its gate, or the local responder

@@ -34,6 +34,17 @@ type Deps struct {
 	Local    Provider
 	Logger   *slog.Logger
 	Instance string // names this process in reports, default the host name
+	// Fields opens the sensitive fields the worker reads (task input,
+	// agent instructions) and seals those it writes (output, failure
+	// reasons); nil leaves them as they are (tests of other concerns only).
+	Fields Fields
+}
+
+// Fields seals and opens sensitive fields under their workspace's data
+// key; *keyring.Ring satisfies it.
+type Fields interface {
+	Seal(ctx context.Context, cmd domain.Command) (domain.Command, error)
+	Open(ctx context.Context, workspace, slot, v string) (string, error)
 }
 
 // Worker is the AI agent worker.

@@ -56,6 +56,7 @@ const (
 	CodeReadOnly             = "read_only"
 	CodeAppendUnconfirmed    = "append_unconfirmed"
 	CodeQueriesDegraded      = "queries_degraded"
+	CodeKeysUnavailable      = "keys_unavailable"
 	CodeProjectionStalled    = "projection_stalled"
 	CodeEmergency            = "emergency"
 	CodeInternal             = "internal"
@@ -81,6 +82,7 @@ var statuses = map[string]int{
 	CodeReadOnly:             http.StatusServiceUnavailable,
 	CodeAppendUnconfirmed:    http.StatusServiceUnavailable,
 	CodeQueriesDegraded:      http.StatusServiceUnavailable,
+	CodeKeysUnavailable:      http.StatusServiceUnavailable,
 	CodeProjectionStalled:    http.StatusServiceUnavailable,
 	CodeEmergency:            http.StatusServiceUnavailable,
 	CodeInternal:             http.StatusInternalServerError,

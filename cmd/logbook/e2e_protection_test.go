@@ -1,0 +1,265 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/internal/aifake"
+)
+
+// protectedWorkspace fills a workspace with a marker in every sensitive
+// field: agent instructions, a task's input and its AI output, a hand
+// recorded output, a failure reason and a cancel reason. It returns the
+// markers it sent, and the AI-answered task.
+func protectedWorkspace(t *testing.T, c *client, name string) (ws, aiTask string, markers []string) {
+	t.Helper()
+	mark := func(field string) string {
+		m := "MRK" + strings.ToUpper(field) + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+		markers = append(markers, m)
+		return m
+	}
+	w := wait
+	ws = c.must(201, "POST", "/v1/workspaces", map[string]any{"name": name}, w, "wait=10").str("workspace_id")
+	agent := c.must(201, "POST", "/v1/workspaces/"+ws+"/agents", map[string]any{"name": "bot", "model": "gpt-4o-mini",
+		"instructions": "Answer as " + mark("instructions")}, w, "wait=10").str("agent_id")
+	aiTask = c.must(201, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "ai", "input": "Summarise " + mark("input"),
+		"assignee": agent}, w, "wait=10").str("task_id")
+
+	manual := func() string {
+		return c.must(201, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "by hand", "input": mark("input"),
+			"assignee": "bootstrap-admin"}, w, "wait=10").str("task_id")
+	}
+	c.must(200, "POST", "/v1/workspaces/"+ws+"/members", map[string]any{"principal_id": "bootstrap-admin", "role": "admin"}, w, "wait=10")
+	done, failed, cancelled := manual(), manual(), manual()
+	for _, task := range []string{done, failed} {
+		c.must(200, "POST", "/v1/workspaces/"+ws+"/tasks/"+task+"/start", nil, w, "wait=10")
+	}
+	base := "/v1/workspaces/" + ws + "/tasks/"
+	c.must(200, "POST", base+done+"/result", map[string]any{"attempt": 1, "output": mark("output")}, w, "wait=10")
+	c.must(200, "POST", base+failed+"/fail", map[string]any{"attempt": 1, "reason": mark("reason"), "retryable": true}, w, "wait=10")
+	c.must(200, "POST", base+cancelled+"/cancel", map[string]any{"reason": mark("cancel")}, w, "wait=10")
+	return ws, aiTask, markers
+}
+
+// markerScan collects the places a marker is found.
+type markerScan struct {
+	markers []string
+	found   []string
+}
+
+func (s *markerScan) look(where string, b []byte) {
+	for _, m := range s.markers {
+		if bytes.Contains(b, []byte(m)) {
+			s.found = append(s.found, where+": "+m)
+		}
+	}
+}
+
+// files scans every file under dir, raw: the broker's partitions, the
+// database's files and logs.
+func (s *markerScan) files(t *testing.T, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		n++
+		s.look("file "+path, b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("scanned %d files under the data directory", n)
+}
+
+// live scans every record of every topic, read with a plain Kafka client
+// (decompressed, aborted ones too), and every row of every table, as text.
+func (s *markerScan) live(t *testing.T, brokers, dbURL string) {
+	t.Helper()
+	look := s.look
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := map[string]map[int32]kgo.Offset{}
+	want := map[string]map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset == 0 {
+			return
+		}
+		if offsets[o.Topic] == nil {
+			offsets[o.Topic], want[o.Topic] = map[int32]kgo.Offset{}, map[int32]int64{}
+		}
+		offsets[o.Topic][o.Partition] = kgo.NewOffset().AtStart()
+		want[o.Topic][o.Partition] = o.Offset
+	})
+	if len(offsets) == 0 {
+		t.Fatal("no records in any topic")
+	}
+	cl.AddConsumePartitions(offsets)
+	records := 0
+	for len(want) > 0 {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading the topics: %v left", want)
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			records++
+			where := fmt.Sprintf("topic %s/%d@%d", r.Topic, r.Partition, r.Offset)
+			look(where+" key", r.Key)
+			look(where+" value", r.Value)
+			for _, h := range r.Headers {
+				look(where+" header "+h.Key, h.Value)
+			}
+			if p := want[r.Topic]; p != nil && r.Offset+1 >= p[r.Partition] {
+				delete(p, r.Partition)
+				if len(p) == 0 {
+					delete(want, r.Topic)
+				}
+			}
+		})
+	}
+
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range tables {
+		rows, err := conn.Query(ctx, `SELECT t::text FROM `+pgx.Identifier{table}.Sanitize()+` t`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range texts {
+			look("table "+table, []byte(s))
+		}
+	}
+	t.Logf("scanned %d records of %d topics and the rows of %d tables", records, len(offsets), len(tables))
+}
+
+// TestSensitiveFieldsAreNeverStoredInPlaintext runs a workspace through
+// every sensitive field, AI agent included, and finds none of them in
+// clear anywhere logbook keeps data, while the API still serves them. Then
+// it erases one of two such workspaces: the other reads as before, the
+// trail still verifies, and the erased one's fields no longer open from
+// the log, with the key service or without.
+func TestSensitiveFieldsAreNeverStoredInPlaintext(t *testing.T) {
+	fake := aifake.Start()
+	t.Cleanup(fake.Close)
+	dir := t.TempDir()
+	p := start(t, agentEnv(fake), "dev", "--data", dir, "--http", "127.0.0.1:0")
+	c := newClient(t, p.URL, p.Key)
+
+	// The control: a workspace name is not sensitive, so the scan must
+	// find it in every kind of place, or it proves nothing.
+	control := "MRKCONTROL" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	ws, aiTask, markers := protectedWorkspace(t, c, control)
+	gone, _, goneMarkers := protectedWorkspace(t, c, "erased")
+	var answered response
+	eventually(t, 60*time.Second, "the agent answers", func() bool {
+		answered = c.do("GET", "/v1/workspaces/"+ws+"/tasks/"+aiTask, nil)
+		return answered.str("status") == "completed"
+	})
+	// The provider was sent the plaintext; the API serves it back.
+	if sent := fake.LastRequest(); len(sent.Messages) != 2 || !strings.Contains(sent.Messages[0].Content+sent.Messages[1].Content, "MRK") {
+		t.Fatalf("the provider got %+v: want the opened instructions and input", sent.Messages)
+	}
+	output := answered.str("output")
+	if !strings.HasPrefix(answered.str("input"), "Summarise MRKINPUT") || len(output) < 16 {
+		t.Fatalf("the API serves %s: want the plaintext input and the AI output", answered.Raw)
+	}
+	markers = append(markers, output)
+	served := c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks?limit=500", nil)
+	for _, m := range markers {
+		if !strings.Contains(string(served.Raw), m) && !strings.Contains(string(c.must(200, "GET", "/v1/workspaces/"+ws, nil).Raw), m) {
+			// The cancel reason is kept by the trail only.
+			if !strings.HasPrefix(m, "MRKCANCEL") {
+				t.Errorf("marker %s is not served back by the API", m)
+			}
+		}
+	}
+	trailEvents := c.must(200, "GET", "/v1/workspaces/"+ws+"/events?limit=500", nil)
+	for _, m := range markers {
+		if strings.Contains(string(trailEvents.Raw), m) {
+			t.Errorf("the event trail shows %s in clear: it must show the sealed value its hashes cover", m)
+		}
+	}
+
+	// Erase the second workspace.
+	c.must(200, "POST", "/v1/workspaces/"+gone+"/erase", nil, wait, "wait=10")
+	eventually(t, 30*time.Second, "the workspace shows erased", func() bool {
+		return c.do("GET", "/v1/workspaces/"+gone, nil).str("status") == "erased"
+	})
+	if r := c.do("POST", "/v1/workspaces/"+gone+"/tasks", map[string]any{"title": "t", "input": "x"}, wait, "wait=10"); r.Status != 404 {
+		t.Fatalf("a command to an erased workspace: %d %s, want 404", r.Status, r.Raw)
+	}
+	if again := c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks/"+aiTask, nil); again.str("output") != output {
+		t.Fatalf("the other workspace changed: %s", again.Raw)
+	}
+	if out, err := exec.Command(binary, "audit", "verify", "--data", dir).CombinedOutput(); err != nil {
+		t.Fatalf("audit verify after erasure: %v\n%s", err, out)
+	}
+	dbURL, err := os.ReadFile(filepath.Join(dir, "postgres.url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan := &markerScan{markers: append(append(markers, goneMarkers...), control)}
+	scan.live(t, p.Kafka, strings.TrimSpace(string(dbURL)))
+	p.stop() // flushes what the broker and the database hold in memory
+	scan.files(t, dir)
+	var leaks []string
+	seen := map[string]bool{}
+	for _, f := range scan.found {
+		if !strings.HasSuffix(f, ": "+control) {
+			leaks = append(leaks, f)
+			continue
+		}
+		kind, _, _ := strings.Cut(f, " ")
+		seen[kind] = true
+	}
+	if !seen["file"] || !seen["topic"] || !seen["table"] {
+		t.Fatalf("the control marker was found in %v only: the scan cannot be trusted (%v)", seen, scan.found)
+	}
+	if len(leaks) > 0 {
+		t.Fatalf("plaintext found at rest:\n%s", strings.Join(leaks, "\n"))
+	}
+}
