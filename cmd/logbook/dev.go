@@ -127,12 +127,7 @@ func devMasterKeys(dir string) (*fieldcrypt.Local, error) {
 	case !errors.Is(err, fs.ErrExist):
 		return nil, fmt.Errorf("master key %s: %w", path, err)
 	}
-	return fieldcrypt.LoadMasterKeys(func(name string) string {
-		if name == "LOGBOOK_MASTER_KEY_FILE" {
-			return path
-		}
-		return ""
-	})
+	return fieldcrypt.LoadMasterKeyFile(path)
 }
 
 // devDatabaseURLFile, under the data directory, holds the embedded

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/logbook-dev/logbook/consumers/replay"
+	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -39,6 +41,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fromBeginning := fs.Bool("from-beginning", false, "start at the first event (the default)")
 	ws := fs.String("workspace", "", "only this workspace")
 	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	decrypt := fs.Bool("decrypt", false, "show sensitive fields in plaintext, opened with the master key (LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY, else the data directory's master.key); hashes cover the sealed values")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,7 +59,38 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	enc := json.NewEncoder(stdout)
-	return replay.Read(ctx, cfg.Kafka, opts, func(e schemas.EventEnvelope) error { return enc.Encode(e) })
+	if !*decrypt {
+		return replay.Read(ctx, cfg.Kafka, opts, func(e schemas.EventEnvelope) error { return enc.Encode(e) })
+	}
+	ks, err := toolMasterKeys(*dir)
+	if err != nil {
+		return err
+	}
+	ring, err := keyring.Open(ctx, cfg.Kafka, ks)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	return replay.Read(ctx, cfg.Kafka, opts, func(e schemas.EventEnvelope) error {
+		opened, err := ring.OpenEvent(ctx, e)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(opened)
+	})
+}
+
+// toolMasterKeys reads the master keys from the environment, else from a
+// `logbook dev` data directory.
+func toolMasterKeys(dataDir string) (*fieldcrypt.Local, error) {
+	if os.Getenv("LOGBOOK_MASTER_KEY_FILE") != "" || os.Getenv("LOGBOOK_MASTER_KEY") != "" {
+		return loadMasterKeys()
+	}
+	path := filepath.Join(dataDir, devMasterKeyFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, errors.New("no master key: set LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY (or name a `logbook dev` data directory with --data)")
+	}
+	return fieldcrypt.LoadMasterKeyFile(path)
 }
 
 // runAuditVerify checks the hash chains in the log, or with --file an

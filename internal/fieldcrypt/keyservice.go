@@ -65,23 +65,29 @@ func ParseMasterKeys(text string) (*Local, error) {
 // file readable by other users is refused.
 func LoadMasterKeys(getenv func(string) string) (*Local, error) {
 	if path := getenv("LOGBOOK_MASTER_KEY_FILE"); path != "" {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return nil, fmt.Errorf("fieldcrypt: LOGBOOK_MASTER_KEY_FILE: %w", err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("fieldcrypt: LOGBOOK_MASTER_KEY_FILE %s is %v: make it 0600 or 0400", path, fi.Mode().Perm())
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("fieldcrypt: LOGBOOK_MASTER_KEY_FILE: %w", err)
-		}
-		return ParseMasterKeys(string(b))
+		return LoadMasterKeyFile(path)
 	}
 	if v := getenv("LOGBOOK_MASTER_KEY"); v != "" {
 		return ParseMasterKeys(v)
 	}
 	return nil, errors.New("fieldcrypt: set LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY")
+}
+
+// LoadMasterKeyFile reads master keys from a file readable by its owner
+// only.
+func LoadMasterKeyFile(path string) (*Local, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("fieldcrypt: master key file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("fieldcrypt: master key file %s is %v: make it 0600 or 0400", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("fieldcrypt: master key file: %w", err)
+	}
+	return ParseMasterKeys(string(b))
 }
 
 // NewMasterKey returns a fresh master key line, "id:hex", for a key file.

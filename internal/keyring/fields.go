@@ -2,10 +2,13 @@ package keyring
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/schemas"
 )
 
 // Seal returns cmd with its sensitive fields sealed under its workspace's
@@ -56,4 +59,37 @@ func (r *Ring) Open(ctx context.Context, ws, slot, v string) (string, error) {
 		return "", err
 	}
 	return k.Open(slot, v)
+}
+
+// OpenEvent returns e with its sensitive field (domain.SealedEventFields)
+// in plaintext, for readers of the log that hold the master key. The hash
+// covers the sealed value, so the opened envelope no longer verifies. A
+// field of an erased workspace stays sealed: it can never be opened.
+func (r *Ring) OpenEvent(ctx context.Context, e schemas.EventEnvelope) (schemas.EventEnvelope, error) {
+	f, ok := domain.SealedEventFields[e.Type]
+	if !ok {
+		return e, nil
+	}
+	var p map[string]json.RawMessage
+	if err := json.Unmarshal(e.Payload, &p); err != nil {
+		return e, fmt.Errorf("keyring: event %s: %w", e.ID, err)
+	}
+	var id, v string
+	if json.Unmarshal(p[f.IDJSON], &id) != nil || json.Unmarshal(p[f.JSON], &v) != nil || v == "" {
+		return e, nil
+	}
+	plain, err := r.Open(ctx, e.WorkspaceID, domain.Slot(f.Kind, id, f.Slot), v)
+	if errors.Is(err, ErrErased) {
+		return e, nil
+	}
+	if err != nil {
+		return e, fmt.Errorf("keyring: event %s: %w", e.ID, err)
+	}
+	if p[f.JSON], err = json.Marshal(plain); err != nil {
+		return e, err
+	}
+	if e.Payload, err = json.Marshal(p); err != nil {
+		return e, err
+	}
+	return e, nil
 }
