@@ -24,6 +24,7 @@ type EventMeta struct {
 	CommandID     string
 	CorrelationID string
 	Actor         domain.Actor
+	Signed        *SignedCommand // nil for an unsigned command
 }
 
 // Seal wraps decided events in envelopes that extend the chain: seq is
@@ -44,7 +45,7 @@ func Seal(chain Chain, meta EventMeta, events []domain.Event) ([]EventEnvelope, 
 			WorkspaceID: meta.WorkspaceID, Aggregate: ev.Aggregate,
 			Seq: chain.Seq + 1, CommandID: meta.CommandID, CorrelationID: meta.CorrelationID,
 			Actor: meta.Actor, OccurredAt: Timestamp(ev.OccurredAt), Payload: p,
-			PrevHash: chain.Hash,
+			Signed: meta.Signed, PrevHash: chain.Hash,
 		}
 		if env.Hash, err = ComputeHash(env); err != nil {
 			return nil, chain, err

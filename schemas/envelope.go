@@ -30,6 +30,10 @@ type CommandEnvelope struct {
 	// request is refused instead of answered with the first outcome. Empty
 	// without a key, and in records written before it existed.
 	RequestDigest string `json:"request_digest,omitempty"`
+	// Signature is its writer's proof over SignedBytes; absent in records
+	// written before commands were signed, which a decider that verifies
+	// refuses.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // EventEnvelope is the value of a record on the events topic. Hash covers
@@ -46,8 +50,12 @@ type EventEnvelope struct {
 	Actor         domain.Actor        `json:"actor"`
 	OccurredAt    time.Time           `json:"occurred_at"`
 	Payload       json.RawMessage     `json:"payload"`
-	PrevHash      string              `json:"prev_hash"`
-	Hash          string              `json:"hash"`
+	// Signed is the signed command that caused the event, as far as it is
+	// not above; absent in events of unsigned commands (before signing).
+	// The hash covers it.
+	Signed   *SignedCommand `json:"signed,omitempty"`
+	PrevHash string         `json:"prev_hash"`
+	Hash     string         `json:"hash"`
 }
 
 // Result statuses.

@@ -1,0 +1,116 @@
+package signing_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/signing"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+func keys(t *testing.T) (*signing.Signer, *signing.Verifier) {
+	t.Helper()
+	priv, pub, err := signing.NewKey("api-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signing.ParseSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signing.ParseVerifier(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
+}
+
+func envelope(t *testing.T, id string) *schemas.CommandEnvelope {
+	t.Helper()
+	v := int64(3)
+	env, err := schemas.EncodeCommand(domain.Command{ID: id, Type: domain.CmdWorkspaceRename, WorkspaceID: "ws",
+		Actor: domain.Actor{ID: "alice", Role: domain.RoleWriter}, IssuedAt: time.Now(),
+		Payload: &domain.WorkspaceRenameCmd{Name: "n"}}, "corr-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ExpectedVersion, env.RequestDigest = &v, "ab12"
+	return &env
+}
+
+// A signed command verifies, and so does every event the decider makes of
+// it, from the event alone (through JSON, as auditors read it); any change
+// to what the command or the event claims does not.
+func TestSignedCommandsAndTheirEventsVerify(t *testing.T) {
+	s, v := keys(t)
+	cmds := []*schemas.CommandEnvelope{envelope(t, "c1"), envelope(t, "c2"), envelope(t, "c3")}
+	if err := s.SignCommands(cmds); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		if err := v.VerifyCommand(*c); err != nil {
+			t.Fatalf("%s: %v", c.ID, err)
+		}
+	}
+	c := *cmds[1]
+	evs, _, err := schemas.Seal(schemas.Chain{}, schemas.EventMeta{WorkspaceID: c.WorkspaceID, CommandID: c.ID,
+		CorrelationID: c.CorrelationID, Actor: c.Actor, Signed: c.Signed()},
+		[]domain.Event{{Type: domain.EvWorkspaceRenamed, Aggregate: domain.AggregateRef{Type: domain.AggregateWorkspace, ID: "ws", Version: 4},
+			OccurredAt: time.Now(), Payload: domain.WorkspaceRenamed{Name: "n"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(evs[0])
+	var ev schemas.EventEnvelope
+	if err := json.Unmarshal(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.VerifyEvent(ev); err != nil {
+		t.Fatalf("event of a signed command: %v", err)
+	}
+
+	forged := c
+	forged.Actor.Role = domain.RoleAdmin
+	if err := v.VerifyCommand(forged); !errors.Is(err, signing.ErrBadProof) {
+		t.Fatalf("a changed actor: %v, want ErrBadProof", err)
+	}
+	forged = c
+	forged.Payload = json.RawMessage(`{"name":"other"}`)
+	if err := v.VerifyCommand(forged); !errors.Is(err, signing.ErrBadProof) {
+		t.Fatalf("a changed payload: %v, want ErrBadProof", err)
+	}
+	forged = c
+	forged.Signature = nil
+	if err := v.VerifyCommand(forged); !errors.Is(err, signing.ErrUnsigned) {
+		t.Fatalf("no signature: %v, want ErrUnsigned", err)
+	}
+	sig := *c.Signature
+	sig.Sig = sig.Sig[:len(sig.Sig)-2] + "00"
+	forged = c
+	forged.Signature = &sig
+	if err := v.VerifyCommand(forged); !errors.Is(err, signing.ErrBadSig) {
+		t.Fatalf("a changed signature: %v, want ErrBadSig", err)
+	}
+	other, _ := keys(t)
+	foreign := envelope(t, "c9")
+	if err := other.SignCommands([]*schemas.CommandEnvelope{foreign}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.VerifyCommand(*foreign); err == nil {
+		t.Fatal("a key with an accepted id but another secret must not verify")
+	}
+
+	evForged := ev
+	evForged.Actor = domain.Actor{ID: "mallory", Role: domain.RoleAdmin}
+	if err := v.VerifyEvent(evForged); err == nil {
+		t.Fatal("an event whose actor changed must not verify")
+	}
+	evForged = ev
+	evForged.Signed = nil
+	if err := v.VerifyEvent(evForged); !errors.Is(err, signing.ErrUnsigned) {
+		t.Fatalf("an event without signature: %v", err)
+	}
+}
