@@ -45,6 +45,11 @@ func ForbiddenError(format string, args ...any) *Error {
 	return &Error{Code: CodeForbidden, Message: fmt.Sprintf(format, args...)}
 }
 
+// ForbiddenField is ForbiddenError naming the field at fault.
+func ForbiddenField(field, format string, args ...any) *Error {
+	return &Error{Code: CodeForbidden, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
 // Conflict reports an illegal transition or a version mismatch.
 func Conflict(format string, args ...any) *Error {
 	return &Error{Code: CodeConflict, Message: fmt.Sprintf(format, args...)}

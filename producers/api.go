@@ -45,6 +45,12 @@ type Sealer interface {
 	Seal(ctx context.Context, cmd domain.Command) (domain.Command, error)
 }
 
+// CommandSigner signs a command envelope in place; *signing.Batcher
+// satisfies it.
+type CommandSigner interface {
+	Sign(ctx context.Context, env *schemas.CommandEnvelope) error
+}
+
 // GrantLookup tells a principal's role in a workspace ("" when none; known
 // false when the grants cannot be read now); *projections.Grants satisfies
 // it.
@@ -75,6 +81,10 @@ type Config struct {
 	// Fields seals sensitive fields; nil sends them as they are (tests of
 	// other concerns only: logbook always seals).
 	Fields Sealer
+	// Signer signs every command, last, so the decider can tell it came
+	// from this tier with the actor it names; nil sends them unsigned
+	// (tests of other concerns only: logbook always signs).
+	Signer CommandSigner
 	Logger *slog.Logger
 	// MaxWait caps Prefer: wait, default 30s.
 	MaxWait time.Duration
@@ -283,6 +293,11 @@ func (a *API) prepare(r *http.Request, p auth.Principal, cmdID, digest string, s
 		env.ExpectedVersion = &v
 	}
 	env.RequestDigest = digest
+	if a.cfg.Signer != nil {
+		if err := a.cfg.Signer.Sign(r.Context(), &env); err != nil {
+			return env, err
+		}
+	}
 	return env, nil
 }
 

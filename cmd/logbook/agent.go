@@ -94,7 +94,7 @@ func (m *Main) newAgent() (*agent.Worker, error) {
 	return agent.New(c.Agent, agent.Deps{
 		Kafka: m.Config.Kafka, Store: agentStore{projections.NewAgentWork(m.pool)},
 		Primary: primary, Local: agent.Local{}, Logger: m.Log,
-		Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Fields: m.ring,
+		Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Fields: m.ring, Signer: m.Config.Signer,
 	})
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/pg"
+	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/producers"
 	"github.com/logbook-dev/logbook/projections"
 	"github.com/logbook-dev/logbook/schemas"
@@ -84,6 +85,18 @@ func (m *Main) Open(ctx context.Context) error {
 	// The projector erases keys and needs no master key.
 	if m.ring, err = keyring.New(c.Kafka, ks); err != nil {
 		return err
+	}
+	if c.Signer == nil && c.Verifier == nil {
+		if m.Config.Signer, m.Config.Verifier, err = signingKeys(); err != nil {
+			return err
+		}
+		c = m.Config
+	}
+	if (c.hasRole("api") || c.hasRole("agent")) && c.Signer == nil {
+		return errors.New("the api and agent roles sign every command: set LOGBOOK_SIGNING_KEY_FILE or LOGBOOK_SIGNING_KEY (`logbook keys signing` makes a pair)")
+	}
+	if c.hasRole("decider") && c.Verifier == nil {
+		return errors.New("the decider verifies every command: set LOGBOOK_SIGNING_PUBLIC_KEYS_FILE or LOGBOOK_SIGNING_PUBLIC_KEYS (or the signing key)")
 	}
 	if c.hasRole("api") {
 		generated, err := m.keys.Bootstrap(ctx, c.AdminKey)
@@ -151,7 +164,7 @@ func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
 
 	if c.hasRole("decider") {
-		d, err := decider.New(decider.Config{Kafka: c.Kafka, Logger: m.Log})
+		d, err := decider.New(decider.Config{Kafka: c.Kafka, Logger: m.Log, Verifier: c.Verifier})
 		if err != nil {
 			return err
 		}
@@ -239,9 +252,11 @@ func (m *Main) Run(ctx context.Context) error {
 		}, func() float64 { l, _, _ := agentLag.Lag(); return float64(l) }))
 		goRun("agent lag", func(ctx context.Context) error { agentLag.Run(ctx, 2*time.Second); return nil })
 		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
+		signer := signing.NewBatcher(c.Signer, 0)
+		defer signer.Close()
 		queries := projections.NewQueries(m.pool, m.Log).WithOpener(m.ring)
 		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),
-			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys, Fields: m.ring})
+			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys, Fields: m.ring, Signer: signer})
 		throttle := auth.NewThrottle(auth.ThrottleConfig{Failures: c.AuthFailuresPerMinute})
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "logbook_auth_throttled_requests_total",

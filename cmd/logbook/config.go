@@ -13,7 +13,9 @@ import (
 	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/keylist"
 	"github.com/logbook-dev/logbook/internal/logging"
+	"github.com/logbook-dev/logbook/internal/signing"
 )
 
 // Config is everything a logbook process reads from env and flags. Only
@@ -39,6 +41,52 @@ type Config struct {
 	// need them (they seal and open sensitive fields); when nil, Open reads
 	// LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY.
 	MasterKeys fieldcrypt.KeyService
+	// Signer signs the commands of the api and agent roles; Verifier
+	// holds the public keys the decider accepts. When nil, Open reads
+	// them from the environment (signingKeys).
+	Signer   *signing.Signer
+	Verifier *signing.Verifier
+}
+
+// signingKeys reads the signing key (LOGBOOK_SIGNING_KEY_FILE, else
+// LOGBOOK_SIGNING_KEY) and the accepted public keys
+// (LOGBOOK_SIGNING_PUBLIC_KEYS_FILE, else LOGBOOK_SIGNING_PUBLIC_KEYS, else
+// the signing key's own). Either may be nil when not configured.
+func signingKeys() (*signing.Signer, *signing.Verifier, error) {
+	var s *signing.Signer
+	priv := os.Getenv("LOGBOOK_SIGNING_KEY")
+	if path := os.Getenv("LOGBOOK_SIGNING_KEY_FILE"); path != "" {
+		text, err := keylist.ReadPrivate(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("LOGBOOK_SIGNING_KEY_FILE: %w", err)
+		}
+		priv = text
+	}
+	if priv != "" {
+		var err error
+		if s, err = signing.ParseSigner(priv); err != nil {
+			return nil, nil, fmt.Errorf("signing key: %w", err)
+		}
+	}
+	pub := os.Getenv("LOGBOOK_SIGNING_PUBLIC_KEYS")
+	if path := os.Getenv("LOGBOOK_SIGNING_PUBLIC_KEYS_FILE"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("LOGBOOK_SIGNING_PUBLIC_KEYS_FILE: %w", err)
+		}
+		pub = string(b)
+	}
+	if pub == "" && s != nil {
+		pub = s.Public()
+	}
+	if pub == "" {
+		return s, nil, nil
+	}
+	v, err := signing.ParseVerifier(pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, v, nil
 }
 
 // needsMasterKeys reports whether the chosen roles seal or open fields.

@@ -18,7 +18,9 @@ import (
 
 	"github.com/logbook-dev/logbook/internal/devbroker"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/internal/keylist"
 	"github.com/logbook-dev/logbook/internal/pgembed"
+	"github.com/logbook-dev/logbook/internal/signing"
 )
 
 // runDev runs every role in one process on an embedded Kafka-protocol broker
@@ -89,6 +91,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
+	if os.Getenv("LOGBOOK_SIGNING_KEY_FILE") == "" && os.Getenv("LOGBOOK_SIGNING_KEY") == "" {
+		if cfg.Signer, cfg.Verifier, err = devSigningKeys(abs); err != nil {
+			return err
+		}
+	}
 
 	m := &Main{Config: cfg, Log: log, Stdout: stdout}
 	defer m.Close()
@@ -112,22 +119,60 @@ const devMasterKeyFile = "master.key"
 // devMasterKeys reads the data directory's master key, making it first.
 func devMasterKeys(dir string) (*fieldcrypt.Local, error) {
 	path := filepath.Join(dir, devMasterKeyFile)
-	line, err := fieldcrypt.NewMasterKey("dev-" + time.Now().UTC().Format("20060102"))
-	if err != nil {
+	if err := devSecret(path, func() (string, error) {
+		return fieldcrypt.NewMasterKey("dev-" + time.Now().UTC().Format("20060102"))
+	}); err != nil {
 		return nil, err
+	}
+	return fieldcrypt.LoadMasterKeyFile(path)
+}
+
+// devSigningKeyFile, under the data directory, holds the command signing
+// key of a dev instance that was given none: made on first start, 0600.
+const devSigningKeyFile = "signing.key"
+
+// devSigningKeys reads the data directory's signing key, making it first;
+// the decider accepts its public key.
+func devSigningKeys(dir string) (*signing.Signer, *signing.Verifier, error) {
+	path := filepath.Join(dir, devSigningKeyFile)
+	if err := devSecret(path, func() (string, error) {
+		priv, _, err := signing.NewKey("dev-" + time.Now().UTC().Format("20060102"))
+		return priv, err
+	}); err != nil {
+		return nil, nil, err
+	}
+	text, err := keylist.ReadPrivate(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := signing.ParseSigner(text)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	v, err := signing.ParseVerifier(s.Public())
+	return s, v, err
+}
+
+// devSecret writes a new secret line, made by newLine, to path (0600) unless
+// the file exists.
+func devSecret(path string, newLine func() (string, error)) error {
+	line, err := newLine()
+	if err != nil {
+		return err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	switch {
-	case err == nil:
-		_, werr := f.WriteString(line + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			os.Remove(path)
-			return nil, fmt.Errorf("master key %s: %w", path, err)
-		}
-	case !errors.Is(err, fs.ErrExist):
-		return nil, fmt.Errorf("master key %s: %w", path, err)
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
+		return err
 	}
-	return fieldcrypt.LoadMasterKeyFile(path)
+	_, werr := f.WriteString(line + "\n")
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // devDatabaseURLFile, under the data directory, holds the embedded
@@ -140,7 +185,7 @@ const devPostgresDir = "postgres"
 
 // devOwnFiles are the entries of the data directory that logbook dev
 // writes besides the database's own directory.
-var devOwnFiles = []string{"kafka", "kafka.port", devbroker.JournalFile, "postgres.log", devDatabaseURLFile, devMasterKeyFile}
+var devOwnFiles = []string{"kafka", "kafka.port", devbroker.JournalFile, "postgres.log", devDatabaseURLFile, devMasterKeyFile, devSigningKeyFile}
 
 // lockDown makes the data directory its owner's alone: the directory 0700
 // and what logbook keeps in it readable by its owner only, also what

@@ -21,6 +21,7 @@ import (
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/internal/pgtest"
+	"github.com/logbook-dev/logbook/internal/signing"
 )
 
 var binary string
@@ -260,9 +261,20 @@ func serveEnv(brokers []string, prefix, dbURL string, partitions int, extra ...s
 		"LOGBOOK_ADMIN_KEY=" + testKey,
 		"LOGBOOK_LOG_LEVEL=warn",
 		"LOGBOOK_MASTER_KEY=" + testMasterKey,
+		"LOGBOOK_SIGNING_KEY=" + testSigningKey,
 	}
 	return append(env, extra...)
 }
+
+// testSigningKey signs the commands of the processes serveEnv starts;
+// their deciders accept its public key.
+var testSigningKey = func() string {
+	k, _, err := signing.NewKey("test")
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // testMasterKey is the master key of the processes a test starts with
 // serveEnv: every process of one deployment shares it.

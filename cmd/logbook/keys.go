@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/internal/signing"
 )
 
 // stringList is a repeatable flag.
@@ -92,5 +93,22 @@ func runKeysMaster(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintln(stdout, line)
+	return err
+}
+
+// runKeysSigning prints a new command signing key pair as comment-headed
+// lines: the private one for LOGBOOK_SIGNING_KEY_FILE (api and agent), the
+// public one for LOGBOOK_SIGNING_PUBLIC_KEYS_FILE (decider, auditors).
+func runKeysSigning(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("keys signing", stderr)
+	id := fs.String("id", "s-"+time.Now().UTC().Format("20060102T150405"), "the key's id, named by every signature it makes")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	priv, pub, err := signing.NewKey(*id)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "# private: LOGBOOK_SIGNING_KEY_FILE (0600), for the api and agent roles\n%s\n# public: LOGBOOK_SIGNING_PUBLIC_KEYS_FILE, for the decider and auditors\n%s\n", priv, pub)
 	return err
 }

@@ -27,6 +27,7 @@ Usage:
   logbook keys create --role ROLE [--workspace ID]... [--label L] [--url URL] [--key ADMIN_KEY]
                                                  issue an API key through the API (printed once)
   logbook keys master [--id ID]                  print a new master key line ("id:hex") for LOGBOOK_MASTER_KEY_FILE
+  logbook keys signing [--id ID]                 print a new command signing key pair: the private line, then the public one
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
   logbook loadgen --key KEY [--url URL] [--commands N] [--concurrency C] [--workspaces W] [--json]
@@ -36,7 +37,11 @@ Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
 LOGBOOK_DATA, LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY (master keys,
 "id:hex" lines, the first current; required by the api and agent roles; dev
-makes DIR/master.key), LOGBOOK_AUTH_FAILURES_PER_MINUTE (failed authentications a
+makes DIR/master.key), LOGBOOK_SIGNING_KEY_FILE or LOGBOOK_SIGNING_KEY (the
+api and agent roles sign every command; dev makes DIR/signing.key),
+LOGBOOK_SIGNING_PUBLIC_KEYS_FILE or LOGBOOK_SIGNING_PUBLIC_KEYS (the keys
+the decider and audit verify accept; default the signing key's own),
+LOGBOOK_AUTH_FAILURES_PER_MINUTE (failed authentications a
 source address may have in a minute before all its requests get 429 for a
 minute; default 30, 0 turns it off); LOGBOOK_URL and LOGBOOK_API_KEY for the
 tools that call the HTTP API (keys create, audit export, loadgen). Flags
@@ -78,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = runKeysCreate(ctx, args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "master":
 			err = runKeysMaster(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "signing":
+			err = runKeysSigning(args[2:], stdout, stderr)
 		default:
 			fmt.Fprint(stderr, usage)
 			return 2

@@ -56,6 +56,11 @@ func (w *Worker) command(ctx context.Context, env schemas.EventEnvelope, id, typ
 	if err != nil {
 		return nil, err
 	}
+	if w.deps.Signer != nil {
+		if err := w.deps.Signer.SignCommands([]*schemas.CommandEnvelope{&ce}); err != nil {
+			return nil, fmt.Errorf("agent: sign %s: %w", typ, err)
+		}
+	}
 	b, err := json.Marshal(ce)
 	if err != nil {
 		return nil, fmt.Errorf("agent: encode %s: %w", typ, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/internal/watermillkafka"
 	"github.com/logbook-dev/logbook/schemas"
 )
@@ -38,6 +39,9 @@ type Deps struct {
 	// agent instructions) and seals those it writes (output, failure
 	// reasons); nil leaves them as they are (tests of other concerns only).
 	Fields Fields
+	// Signer signs every command the worker sends; nil sends them unsigned
+	// (tests of other concerns only: logbook always signs).
+	Signer *signing.Signer
 }
 
 // Fields seals and opens sensitive fields under their workspace's data

@@ -21,6 +21,7 @@ import (
 
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -44,6 +45,12 @@ type Config struct {
 	Logger         *slog.Logger
 	// Now is the clock, default time.Now.
 	Now func() time.Time
+	// Verifier checks every command's signature against the writers'
+	// public keys: a command that does not verify is rejected, never an
+	// event, so write access to the broker is not enough to act as
+	// someone. nil accepts unsigned commands (tests of other concerns
+	// only: logbook always verifies).
+	Verifier *signing.Verifier
 }
 
 func (c *Config) validate() error {
@@ -382,6 +389,15 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 		return res
 	}
 
+	if d.cfg.Verifier != nil {
+		if err := d.cfg.Verifier.VerifyCommand(env); err != nil {
+			// Not remembered: a forgery must not take the place of the
+			// command whose id it names.
+			log.Warn("decider: command refused: its signature does not verify", "partition", r.Partition,
+				"offset", r.Offset, "command_type", env.Type, "err", err)
+			return reject(domain.ForbiddenField("signature", "the command's signature does not verify: %v", err)), nil
+		}
+	}
 	ws := b.workspace(p, env.WorkspaceID)
 	if ws != nil {
 		if prev, ok := ws.recent(env.ID); ok {
@@ -426,6 +442,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	}
 	sealed, chain, err := schemas.Seal(next.Chain, schemas.EventMeta{
 		WorkspaceID: env.WorkspaceID, CommandID: env.ID, CorrelationID: env.CorrelationID, Actor: env.Actor,
+		Signed: env.Signed(),
 	}, events)
 	if err != nil {
 		return d.rememberOutcome(p, b, ws, reject(err), r.Partition), nil

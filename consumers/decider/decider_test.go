@@ -19,6 +19,7 @@ import (
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
+	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -43,9 +44,11 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, cfg: cfg, cl: cl}
 }
 
-func (h *harness) startDecider() (stop func()) {
+func (h *harness) startDecider() (stop func()) { return h.startDeciderWith(nil) }
+
+func (h *harness) startDeciderWith(v *signing.Verifier) (stop func()) {
 	d, err := decider.New(decider.Config{Kafka: h.cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		SessionTimeout: 6 * time.Second})
+		SessionTimeout: 6 * time.Second, Verifier: v})
 	if err != nil {
 		h.t.Fatal(err)
 	}

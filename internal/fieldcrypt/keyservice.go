@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/logbook-dev/logbook/internal/keylist"
 )
@@ -76,18 +75,11 @@ func LoadMasterKeys(getenv func(string) string) (*Local, error) {
 // LoadMasterKeyFile reads master keys from a file readable by its owner
 // only.
 func LoadMasterKeyFile(path string) (*Local, error) {
-	fi, err := os.Stat(path)
+	text, err := keylist.ReadPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("fieldcrypt: master key file: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("fieldcrypt: master key file %s is %v: make it 0600 or 0400", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("fieldcrypt: master key file: %w", err)
-	}
-	return ParseMasterKeys(string(b))
+	return ParseMasterKeys(text)
 }
 
 // NewMasterKey returns a fresh master key line, "id:hex", for a key file.

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -55,4 +56,18 @@ func Parse(text string, size int) ([]Entry, error) {
 		return nil, errors.New("no key")
 	}
 	return out, nil
+}
+
+// ReadPrivate reads a file of secret keys, refusing one that its group or
+// others may read.
+func ReadPrivate(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is %v: make it 0600 or 0400", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	return string(b), err
 }

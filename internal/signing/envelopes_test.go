@@ -1,8 +1,10 @@
 package signing_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -112,5 +114,43 @@ func TestSignedCommandsAndTheirEventsVerify(t *testing.T) {
 	evForged.Signed = nil
 	if err := v.VerifyEvent(evForged); !errors.Is(err, signing.ErrUnsigned) {
 		t.Fatalf("an event without signature: %v", err)
+	}
+}
+
+// Concurrent writers share signatures under load, and every command
+// verifies with its own proof.
+func TestBatcherSignsConcurrentCommands(t *testing.T) {
+	s, v := keys(t)
+	b := signing.NewBatcher(s, 64)
+	defer b.Close()
+	const n = 2000
+	envs := make([]*schemas.CommandEnvelope, n)
+	errs := make(chan error, n)
+	for i := range envs {
+		envs[i] = envelope(t, "c"+strconv.Itoa(i))
+		go func(e *schemas.CommandEnvelope) { errs <- b.Sign(context.Background(), e) }(envs[i])
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots := map[string]bool{}
+	for _, e := range envs {
+		if err := v.VerifyCommand(*e); err != nil {
+			t.Fatalf("%s: %v", e.ID, err)
+		}
+		if e.Signature.Size > 64 {
+			t.Fatalf("batch of %d, max 64", e.Signature.Size)
+		}
+		roots[e.Signature.Root] = true
+	}
+	t.Logf("figures: %d commands from %d goroutines signed with %d signatures", n, n, len(roots))
+	if len(roots) == n {
+		t.Log("no batch formed (a machine that signs faster than goroutines arrive)")
+	}
+	b.Close()
+	if err := b.Sign(context.Background(), envelope(t, "late")); !errors.Is(err, signing.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
 	}
 }

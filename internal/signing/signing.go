@@ -25,9 +25,9 @@ import (
 	"github.com/logbook-dev/logbook/internal/keylist"
 )
 
-// context separates logbook command roots from anything else a key might
+// signContext separates logbook command roots from anything else a key might
 // ever sign.
-const context = "logbook.commands.v1\x00"
+const signContext = "logbook.commands.v1\x00"
 
 // Proof travels with a signed command (in its envelope) and with the
 // events it caused; the envelope field that carries it is versioned with
@@ -162,7 +162,7 @@ func (s *Signer) SignBatch(commands [][]byte) ([]Proof, error) {
 	}
 	paths := make([][][32]byte, len(commands))
 	r := build(leaves, paths)
-	sig := ed25519.Sign(s.key, append([]byte(context), r[:]...))
+	sig := ed25519.Sign(s.key, append([]byte(signContext), r[:]...))
 	out := make([]Proof, len(commands))
 	for i := range commands {
 		out[i] = Proof{KeyID: s.KeyID, Root: r, Sig: sig, Index: i, Size: len(commands), Path: paths[i]}
@@ -229,7 +229,7 @@ func (v *Verifier) Verify(canonical []byte, p Proof) error {
 	if seen {
 		return nil
 	}
-	if !ed25519.Verify(pub, append([]byte(context), p.Root[:]...), p.Sig) {
+	if !ed25519.Verify(pub, append([]byte(signContext), p.Root[:]...), p.Sig) {
 		return ErrBadSig
 	}
 	v.mu.Lock()
