@@ -539,19 +539,27 @@ type EventView = schemas.TrailEvent
 // eventColumns are what scanEvent reads, in its order.
 const eventColumns = `workspace_id, seq, id, type, version, aggregate_type, aggregate_id,
 	aggregate_version, command_id, coalesce(correlation_id, ''), actor_id, actor_role, occurred_at, payload::text,
-	prev_hash, hash, log_partition, log_offset`
+	signed::text, prev_hash, hash, log_partition, log_offset`
 
 // scanEvent reads a row of eventColumns. The payload is the stored text (a
 // json column keeps it as written), so the hash recomputes from it.
 func scanEvent(row pgx.Rows) (EventView, error) {
 	var v EventView
 	var payload string
+	var signed *string
 	e := &v.EventEnvelope
 	err := row.Scan(&e.WorkspaceID, &e.Seq, &e.ID, &e.Type, &e.Version, &e.Aggregate.Type, &e.Aggregate.ID,
 		&e.Aggregate.Version, &e.CommandID, &e.CorrelationID, &e.Actor.ID, &e.Actor.Role, &e.OccurredAt,
-		&payload, &e.PrevHash, &e.Hash, &v.LogPartition, &v.LogOffset)
+		&payload, &signed, &e.PrevHash, &e.Hash, &v.LogPartition, &v.LogOffset)
+	if err != nil {
+		return v, err
+	}
 	e.Payload = json.RawMessage(payload)
 	e.OccurredAt = e.OccurredAt.UTC()
+	if signed != nil {
+		e.Signed = &schemas.SignedCommand{}
+		err = json.Unmarshal([]byte(*signed), e.Signed)
+	}
 	return v, err
 }
 

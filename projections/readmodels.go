@@ -136,17 +136,24 @@ func copyTrail(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	rows := make([][]any, len(evs))
 	for i, d := range evs {
 		e := d.env
-		var corr any
+		var corr, signed any
 		if e.CorrelationID != "" {
 			corr = e.CorrelationID
 		}
+		if e.Signed != nil {
+			b, err := json.Marshal(e.Signed)
+			if err != nil {
+				return err
+			}
+			signed = string(b)
+		}
 		rows[i] = []any{e.WorkspaceID, e.Seq, e.ID, e.Type, e.Version, e.Aggregate.Type, e.Aggregate.ID,
 			e.Aggregate.Version, e.CommandID, corr, e.Actor.ID, e.Actor.Role, e.OccurredAt, string(e.Payload),
-			e.PrevHash, e.Hash, d.partition, d.offset}
+			signed, e.PrevHash, e.Hash, d.partition, d.offset}
 	}
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"workspace_id", "seq", "id", "type", "version",
 		"aggregate_type", "aggregate_id", "aggregate_version", "command_id", "correlation_id", "actor_id",
-		"actor_role", "occurred_at", "payload", "prev_hash", "hash", "log_partition", "log_offset"},
+		"actor_role", "occurred_at", "payload", "signed", "prev_hash", "hash", "log_partition", "log_offset"},
 		pgx.CopyFromRows(rows))
 	return err
 }

@@ -142,7 +142,7 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		r.healthy()
 		ws, agent := r.workspace(map[string]any{"requests_per_minute": 60})
 		eventually(t, 10*time.Second, "the workspace shows its request cap", func() bool {
-			policy, _ := r.c.must(200, "GET", "/v1/workspaces/"+ws, nil).Body["ai_policy"].(map[string]any)
+			policy, _ := r.c.do("GET", "/v1/workspaces/"+ws, nil).Body["ai_policy"].(map[string]any)
 			return policy["requests_per_minute"] == 60.0
 		})
 		start := time.Now()

@@ -3,11 +3,14 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +20,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/aifake"
+	"github.com/logbook-dev/logbook/schemas"
 )
 
 // protectedWorkspace fills a workspace with a marker in every sensitive
@@ -339,4 +344,121 @@ func tasksOf(t *testing.T, c *client, ws string) string {
 		out = append(out, fmt.Sprintf("%v|%v|%v|%v|%v", m["id"], m["status"], m["input"], m["output"], m["failure_reason"]))
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestForgedCommandsAndEventsAreCaught plays someone with write access to
+// the broker: commands produced straight to the commands topic, unsigned
+// or signed for another actor, are rejected and change nothing; an event
+// appended with a correct hash chain but a borrowed signature passes the
+// chain and fails audit verify, which names it.
+func TestForgedCommandsAndEventsAreCaught(t *testing.T) {
+	dir := t.TempDir()
+	p := startDev(t, dir)
+	c := newClient(t, p.URL, p.Key)
+	ws := c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "real"}, wait, "wait=10").str("workspace_id")
+	c.must(200, "POST", "/v1/workspaces/"+ws+"/rename", map[string]any{"name": "renamed"}, wait, "wait=10")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Kafka), kgo.ConsumeTopics("logbook.commands", "logbook.events"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// The signed rename, as an attacker reading the topic sees it.
+	var signedCmd map[string]any
+	var events []schemas.EventEnvelope
+	for signedCmd == nil || len(events) == 0 || events[len(events)-1].Type != "workspace.renamed" {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("the rename and its events are not in the log")
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			if r.Topic == "logbook.events" {
+				var e schemas.EventEnvelope
+				if json.Unmarshal(r.Value, &e) == nil && e.WorkspaceID == ws {
+					events = append(events, e)
+				}
+				return
+			}
+			var m map[string]any
+			if json.Unmarshal(r.Value, &m) == nil && m["type"] == "workspace.rename" && m["workspace_id"] == ws {
+				signedCmd = m
+			}
+		})
+	}
+	if signedCmd["signature"] == nil {
+		t.Fatalf("the API tier's command is not signed: %v", signedCmd)
+	}
+	produce := func(topic string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(ws), Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forge := func(change func(m map[string]any)) string {
+		m := map[string]any{}
+		for k, v := range signedCmd {
+			m[k] = v
+		}
+		m["id"] = uuid.NewString()
+		m["payload"] = map[string]any{"name": "forged"}
+		change(m)
+		produce("logbook.commands", m)
+		return m["id"].(string)
+	}
+	forgedActor := forge(func(m map[string]any) {
+		m["payload"] = signedCmd["payload"]
+		m["actor"] = map[string]any{"id": "forged-no-such-key", "role": "admin"}
+	})
+	unsigned := forge(func(m map[string]any) {
+		delete(m, "signature")
+		m["actor"] = map[string]any{"id": "forged-no-such-key", "role": "admin"}
+	})
+	borrowed := forge(func(map[string]any) {}) // the signature of another command
+	for name, id := range map[string]string{"forged actor": forgedActor, "unsigned": unsigned, "borrowed signature": borrowed} {
+		r := outcome(t, c, id)
+		if r.str("status") != "rejected" || r.str("field") != "signature" {
+			t.Fatalf("%s: %s, want rejected naming the signature", name, r.Raw)
+		}
+	}
+	if got := c.must(200, "GET", "/v1/workspaces/"+ws, nil).str("name"); got != "renamed" {
+		t.Fatalf("a forged command changed the workspace: name %q", got)
+	}
+	verify := func() (string, int) {
+		cmd := exec.Command(binary, "audit", "verify", "--data", dir)
+		cmd.Env = append(os.Environ(), "LOGBOOK_KAFKA_BROKERS=", "LOGBOOK_SIGNING_KEY=", "LOGBOOK_SIGNING_KEY_FILE=",
+			"LOGBOOK_SIGNING_PUBLIC_KEYS=", "LOGBOOK_SIGNING_PUBLIC_KEYS_FILE=")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	if out, code := verify(); code != 0 || !strings.Contains(out, " 0 bad") {
+		t.Fatalf("audit verify before the forgery: exit %d\n%s", code, out)
+	}
+
+	// A forged event: the next seq, a correct prev_hash and hash (anyone
+	// can compute them), the actor an admin, the signature borrowed.
+	last := events[len(events)-1]
+	fake := last
+	fake.ID, fake.Seq, fake.PrevHash = uuid.NewString(), last.Seq+1, last.Hash
+	fake.Type, fake.Payload = "workspace.renamed", json.RawMessage(`{"name":"forged"}`)
+	fake.Aggregate.Version++
+	fake.Actor = domain.Actor{ID: "forged-no-such-key", Role: "admin"}
+	if fake.Hash, err = schemas.ComputeHash(fake); err != nil {
+		t.Fatal(err)
+	}
+	produce("logbook.events", fake)
+	out, code := verify()
+	if code != 1 || !strings.Contains(out, "BAD SIGNATURE workspace "+ws+" seq "+strconv.FormatInt(fake.Seq, 10)) || !strings.Contains(out, " 0 broken chains") {
+		t.Fatalf("audit verify after a forged event with a sound chain: exit %d\n%s\nwant exit 1 naming seq %d", code, out, fake.Seq)
+	}
 }

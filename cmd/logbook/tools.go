@@ -14,6 +14,7 @@ import (
 	"github.com/logbook-dev/logbook/consumers/replay"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/keyring"
+	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -100,6 +101,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	ws := fs.String("workspace", "", "only this workspace")
 	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
 	file := fs.String("file", "", "verify this export file offline (no broker, no database) instead of the log")
+	pubFile := fs.String("public-keys", "", "check every event's command signature with these public keys (default: LOGBOOK_SIGNING_PUBLIC_KEYS_FILE or LOGBOOK_SIGNING_PUBLIC_KEYS, the signing key's own, or the data directory's)")
 	err := fs.Parse(args)
 	if err == nil && *file != "" {
 		if *ws != "" {
@@ -111,15 +113,27 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	var cfg Config
 	if err == nil {
 		if cfg, err = baseConfig(); err == nil {
-			if err = toolKafka(&cfg, *dir); err == nil {
+			var keys *signing.Verifier
+			if keys, err = toolPublicKeys(*pubFile, *dir); err == nil {
+				err = toolKafka(&cfg, *dir)
+			}
+			if err == nil {
 				var rep replay.Report
-				rep, err = replay.Verify(ctx, cfg.Kafka, *ws)
+				rep, err = replay.Verify(ctx, cfg.Kafka, *ws, keys)
 				if err == nil {
 					for _, b := range rep.Breaks {
 						fmt.Fprintf(stdout, "BROKEN %s\n", b)
 					}
-					fmt.Fprintf(stdout, "verified %d events in %d workspaces: %d broken chains\n", rep.Events, rep.Workspaces, len(rep.Breaks))
-					if len(rep.Breaks) > 0 {
+					for _, b := range rep.BadSignatures {
+						fmt.Fprintf(stdout, "BAD SIGNATURE %s\n", b)
+					}
+					fmt.Fprintf(stdout, "verified %d events in %d workspaces: %d broken chains", rep.Events, rep.Workspaces, len(rep.Breaks))
+					if keys != nil {
+						fmt.Fprintf(stdout, "; signatures: %d verified, %d unsigned (before signing), %d bad\n", rep.Signed, rep.Unsigned, len(rep.BadSignatures))
+					} else {
+						fmt.Fprintln(stdout, "; signatures not checked (no public keys)")
+					}
+					if len(rep.Breaks) > 0 || len(rep.BadSignatures) > 0 {
 						return 1
 					}
 					return 0
@@ -129,4 +143,27 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stderr, "logbook: audit verify: %v\n", err)
 	return 2
+}
+
+// toolPublicKeys reads the public keys an auditor checks signatures with:
+// the file given, the environment, or a `logbook dev` data directory's
+// signing key; nil when there are none.
+func toolPublicKeys(file, dataDir string) (*signing.Verifier, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		return signing.ParseVerifier(string(b))
+	}
+	_, v, err := signingKeys()
+	if err != nil || v != nil {
+		return v, err
+	}
+	path := filepath.Join(dataDir, devSigningKeyFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	_, v, err = devSigningKeys(dataDir)
+	return v, err
 }

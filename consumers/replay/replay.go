@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/schemas"
 )
 
@@ -111,17 +112,53 @@ type Report struct {
 	Events     int64
 	Workspaces int
 	Breaks     []*schemas.ChainError
+	// Signed and Unsigned count the events checked against the public
+	// keys and those without a signature (written before signing);
+	// BadSignatures lists the events whose signature does not verify, or
+	// that have none after their workspace's first signed event.
+	Signed, Unsigned int64
+	BadSignatures    []*SignatureError
+}
+
+// SignatureError names an event whose command cannot be proved.
+type SignatureError struct {
+	WorkspaceID string
+	Seq         int64
+	EventID     string
+	Err         error
+}
+
+func (e *SignatureError) Error() string {
+	return fmt.Sprintf("workspace %s seq %d (event %s): %v", e.WorkspaceID, e.Seq, e.EventID, e.Err)
 }
 
 // Verify checks every workspace's hash chain in the log: gapless seq from 1,
 // prev_hash links and recomputed hashes. Events of one workspace are on one
-// partition, so per-partition order is per-workspace order.
-func Verify(ctx context.Context, cfg kafka.Config, workspaceID string) (Report, error) {
+// partition, so per-partition order is per-workspace order. With keys, it
+// also checks that each event's command was signed, by an accepted key,
+// for the actor the event names; once a workspace has a signed event, an
+// unsigned one after it is a forgery.
+func Verify(ctx context.Context, cfg kafka.Config, workspaceID string, keys *signing.Verifier) (Report, error) {
 	chains := map[string]schemas.Chain{}
 	broken := map[string]bool{}
+	signedSeen := map[string]bool{}
 	var rep Report
 	err := Read(ctx, cfg, Options{WorkspaceID: workspaceID}, func(e schemas.EventEnvelope) error {
 		rep.Events++
+		if keys != nil {
+			switch err := keys.VerifyEvent(e); {
+			case errors.Is(err, signing.ErrUnsigned) && !signedSeen[e.WorkspaceID]:
+				rep.Unsigned++
+			case errors.Is(err, signing.ErrUnsigned):
+				rep.BadSignatures = append(rep.BadSignatures, &SignatureError{e.WorkspaceID, e.Seq, e.ID,
+					errors.New("unsigned, after signed events of its workspace")})
+			case err != nil:
+				rep.BadSignatures = append(rep.BadSignatures, &SignatureError{e.WorkspaceID, e.Seq, e.ID, err})
+			default:
+				rep.Signed++
+				signedSeen[e.WorkspaceID] = true
+			}
+		}
 		if broken[e.WorkspaceID] {
 			return nil
 		}

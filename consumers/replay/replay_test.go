@@ -126,7 +126,7 @@ func TestReadPastAMarkerlessAbortedTail(t *testing.T) {
 
 	cfg.Brokers = kafkatest.DiskCluster(t, image).ListenAddrs()
 	want(t, readAll(t, cfg, replay.Options{}), "a:1", "b:1")
-	rep, err := replay.Verify(context.Background(), cfg, "a")
+	rep, err := replay.Verify(context.Background(), cfg, "a", nil)
 	if err != nil || rep.Events != 1 {
 		t.Fatalf("verify after the crash: %+v, %v", rep, err)
 	}
