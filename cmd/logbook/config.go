@@ -48,6 +48,28 @@ type Config struct {
 	Verifier *signing.Verifier
 }
 
+// kafkaCredentials reads the process's Kafka principal:
+// LOGBOOK_KAFKA_USER with LOGBOOK_KAFKA_PASSWORD_FILE (0600) or
+// LOGBOOK_KAFKA_PASSWORD, SCRAM-SHA-512.
+func kafkaCredentials() (kafka.SASL, error) {
+	user := env("LOGBOOK_KAFKA_USER", "")
+	pass := os.Getenv("LOGBOOK_KAFKA_PASSWORD")
+	if path := os.Getenv("LOGBOOK_KAFKA_PASSWORD_FILE"); path != "" {
+		text, err := keylist.ReadPrivate(path)
+		if err != nil {
+			return kafka.SASL{}, fmt.Errorf("LOGBOOK_KAFKA_PASSWORD_FILE: %w", err)
+		}
+		pass = strings.TrimSpace(text)
+	}
+	switch {
+	case user == "" && pass != "":
+		return kafka.SASL{}, errors.New("a Kafka password without LOGBOOK_KAFKA_USER")
+	case user != "" && pass == "":
+		return kafka.SASL{}, errors.New("LOGBOOK_KAFKA_USER without LOGBOOK_KAFKA_PASSWORD_FILE or LOGBOOK_KAFKA_PASSWORD")
+	}
+	return kafka.SASL{User: user, Password: pass}, nil
+}
+
 // signingKeys reads the signing key (LOGBOOK_SIGNING_KEY_FILE, else
 // LOGBOOK_SIGNING_KEY) and the accepted public keys
 // (LOGBOOK_SIGNING_PUBLIC_KEYS_FILE, else LOGBOOK_SIGNING_PUBLIC_KEYS, else
@@ -122,6 +144,10 @@ func baseConfig() (Config, error) {
 		return c, err
 	}
 	c.Kafka.Brokers = splitList(env("LOGBOOK_KAFKA_BROKERS", ""))
+	var err error
+	if c.Kafka.SASL, err = kafkaCredentials(); err != nil {
+		return c, err
+	}
 	c.Kafka.Prefix = env("LOGBOOK_TOPIC_PREFIX", "logbook.")
 	if p := env("LOGBOOK_PARTITIONS", ""); p != "" {
 		n, err := strconv.Atoi(p)
@@ -151,7 +177,6 @@ func baseConfig() (Config, error) {
 		}
 		c.AuthFailuresPerMinute = n
 	}
-	var err error
 	if c.AI, err = aiConfig(); err != nil {
 		return c, err
 	}

@@ -6,12 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // Config says where the log lives and how its topics are shaped.
@@ -24,7 +26,22 @@ type Config struct {
 	// in the workspace-keys topic (max.compaction.lag.ms; its segments roll
 	// at the same interval), default 24h. Tests shorten it.
 	KeysCompactionLag time.Duration
+	// SASL authenticates to the brokers with SCRAM-SHA-512 when its User
+	// is set; otherwise the connection is unauthenticated.
+	SASL SASL
 }
+
+// SASL holds the SCRAM-SHA-512 credentials of one principal.
+type SASL struct {
+	User     string
+	Password string
+}
+
+// String never shows the password.
+func (s SASL) String() string { return "kafka.SASL{user: " + s.User + "}" }
+
+// LogValue never shows the password.
+func (s SASL) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Validate fills defaults and rejects an unusable config.
 func (c *Config) Validate() error {
@@ -66,13 +83,17 @@ func (c Config) Topics() Topics {
 
 // Opts are the client options every logbook client starts from.
 func (c Config) Opts() []kgo.Opt {
-	return []kgo.Opt{
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(c.ClientID),
 		kgo.RequestTimeoutOverhead(10 * time.Second),
 		kgo.RetryTimeout(30 * time.Second),
 		kgo.DialTimeout(5 * time.Second),
 	}
+	if c.SASL.User != "" {
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsSha512Mechanism()))
+	}
+	return opts
 }
 
 type topicSpec struct {
