@@ -27,7 +27,7 @@ import (
 // the workspace and seq, once a forged event is appended.
 func TestReplayAndAuditVerify(t *testing.T) {
 	cfg := kafkatest.Config(t, 3)
-	env := serveEnv(cfg.Brokers, cfg.Prefix, pgtest.URL(t), 3)
+	env := serveEnv(cfg.Brokers, cfg.Prefix, pgtest.URL(t), 3, saslEnv(cfg)...)
 	p := start(t, env, "serve", "--http", "127.0.0.1:0")
 	c := newClient(t, p.URL, testKey)
 	wsA := c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "a"}, wait, "wait=10").str("workspace_id")

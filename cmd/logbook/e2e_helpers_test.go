@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/internal/pgtest"
 	"github.com/logbook-dev/logbook/internal/signing"
@@ -290,7 +291,15 @@ var testMasterKey = func() string {
 // its own topic prefix and a fresh database.
 func clusterEnv(t *testing.T, partitions int, extra ...string) []string {
 	cfg := kafkatest.Config(t, int32(partitions))
-	return serveEnv(cfg.Brokers, cfg.Prefix, pgtest.URL(t), partitions, extra...)
+	return serveEnv(cfg.Brokers, cfg.Prefix, pgtest.URL(t), partitions, append(saslEnv(cfg), extra...)...)
+}
+
+// saslEnv is the principal of the test broker, for logbook processes.
+func saslEnv(cfg kafka.Config) []string {
+	if cfg.SASL.User == "" {
+		return nil
+	}
+	return []string{"LOGBOOK_KAFKA_USER=" + cfg.SASL.User, "LOGBOOK_KAFKA_PASSWORD=" + cfg.SASL.Password}
 }
 
 // cursorParam is the query parameter that asks for the page after cursor;

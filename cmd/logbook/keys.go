@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/internal/keylist"
 	"github.com/logbook-dev/logbook/internal/signing"
 )
 
@@ -96,19 +97,33 @@ func runKeysMaster(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// runKeysSigning prints a new command signing key pair as comment-headed
-// lines: the private one for LOGBOOK_SIGNING_KEY_FILE (api and agent), the
-// public one for LOGBOOK_SIGNING_PUBLIC_KEYS_FILE (decider, auditors).
+// runKeysSigning prints a new command signing key's private line, for
+// LOGBOOK_SIGNING_KEY_FILE (api and agent); with --public FILE, the public
+// line of the key in FILE, for LOGBOOK_SIGNING_PUBLIC_KEYS_FILE (decider,
+// auditors).
 func runKeysSigning(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("keys signing", stderr)
 	id := fs.String("id", "s-"+time.Now().UTC().Format("20060102T150405"), "the key's id, named by every signature it makes")
+	public := fs.String("public", "", "print the public line of the private key in this file instead")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	priv, pub, err := signing.NewKey(*id)
+	if *public != "" {
+		text, err := keylist.ReadPrivate(*public)
+		if err != nil {
+			return err
+		}
+		s, err := signing.ParseSigner(text)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, s.Public())
+		return err
+	}
+	priv, _, err := signing.NewKey(*id)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "# private: LOGBOOK_SIGNING_KEY_FILE (0600), for the api and agent roles\n%s\n# public: LOGBOOK_SIGNING_PUBLIC_KEYS_FILE, for the decider and auditors\n%s\n", priv, pub)
+	_, err = fmt.Fprintln(stdout, priv)
 	return err
 }

@@ -27,7 +27,7 @@ Usage:
   logbook keys create --role ROLE [--workspace ID]... [--label L] [--url URL] [--key ADMIN_KEY]
                                                  issue an API key through the API (printed once)
   logbook keys master [--id ID]                  print a new master key line ("id:hex") for LOGBOOK_MASTER_KEY_FILE
-  logbook keys signing [--id ID]                 print a new command signing key pair: the private line, then the public one
+  logbook keys signing [--id ID] | --public FILE  print a new command signing key (private line), or the public line of one
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
   logbook loadgen --key KEY [--url URL] [--commands N] [--concurrency C] [--workspaces W] [--json]

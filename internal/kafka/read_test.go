@@ -31,8 +31,8 @@ type env struct {
 
 func newEnv(t *testing.T, brokers []string) *env {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(append(testOpts(brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +99,8 @@ type txn struct {
 
 func (e *env) txn() *txn {
 	e.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.TransactionalID("read-test-"+uuid.NewString()),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(append(testOpts(e.brokers), kgo.TransactionalID("read-test-"+uuid.NewString()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -193,9 +193,9 @@ func (e *env) rawLog(topic string, p int32) []raw {
 		e.t.Fatal(err)
 	}
 	hwm, _ := ends.Lookup(topic, p)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.KeepControlRecords(),
+	cl, err := kgo.NewClient(append(testOpts(e.brokers), kgo.KeepControlRecords(),
 		kgo.FetchIsolationLevel(kgo.ReadUncommitted()),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}))
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}))...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -232,9 +232,9 @@ func (e *env) offsets(topic string, p int32) (start, stable, hwm int64) {
 // records kept and stops once it has seen a record at or past the last
 // stable offset. Kept to prove the marker-less tail defeats it.
 func oldLoop(ctx context.Context, brokers []string, topic string, p int32) (int, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+	cl, err := kgo.NewClient(append(testOpts(brokers),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return 0, err
 	}
@@ -447,4 +447,9 @@ func TestReadToEndUncommittedDeliversAbortedAndOpenRecords(t *testing.T) {
 	}
 	want(t, got, "0:a=1", "0:b=2", "0:c=3")
 	want(t, e.read(topic, map[int32]int64{0: 0}), "0:a=1")
+}
+
+// testOpts connects to the test broker as the tests' principal.
+func testOpts(brokers []string) []kgo.Opt {
+	return kafka.Config{Brokers: brokers, SASL: kafkatest.SASL()}.Opts()
 }

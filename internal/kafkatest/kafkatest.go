@@ -22,11 +22,19 @@ var seq atomic.Int64
 func Config(t testing.TB, partitions int32) kafka.Config {
 	t.Helper()
 	prefix := fmt.Sprintf("t%d-%d-%d.", os.Getpid(), time.Now().UnixNano()%1e6, seq.Add(1))
-	cfg := kafka.Config{Brokers: Brokers(t), Prefix: prefix, Partitions: partitions}
+	cfg := kafka.Config{Brokers: Brokers(t), Prefix: prefix, Partitions: partitions, SASL: SASL()}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// SASL is the principal tests use on the real broker:
+// LOGBOOK_TEST_KAFKA_SASL, "user:password" (a secure cluster's admin);
+// none on kfake or an open broker.
+func SASL() kafka.SASL {
+	user, pass, _ := strings.Cut(os.Getenv("LOGBOOK_TEST_KAFKA_SASL"), ":")
+	return kafka.SASL{User: user, Password: pass}
 }
 
 // Real reports whether tests run against a real broker.
