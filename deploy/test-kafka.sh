@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # make test-kafka: the integration and end-to-end suites of the spine against a
-# real three-node Apache Kafka 4.x cluster (KRaft, loopback), plus the broker
-# and process fault tests that need one. The broker is chosen by
-# configuration (LOGBOOK_TEST_KAFKA_BROKERS), not by copied tests.
+# real three-node Apache Kafka 4.x cluster (KRaft, loopback, --secure:
+# SASL/SCRAM-SHA-512 and ACLs), plus the broker and process fault tests that
+# need one. The broker is chosen by configuration (LOGBOOK_TEST_KAFKA_BROKERS,
+# LOGBOOK_TEST_KAFKA_SASL: the tests connect as the cluster's admin, since
+# they make topics of their own; TestServeRolesUnderTheirOwnPrincipals runs
+# each role as its own principal under its ACLs), not by copied tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,9 +14,11 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/logbook-kafka-test.XXXXXX")
 cleanup() { bash deploy/local/kafka.sh stop --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
-bootstrap=$(bash deploy/local/kafka.sh start --nodes 3 --dir "$dir" | tail -n 1)
-echo "real broker: $bootstrap" >&2
+bootstrap=$(bash deploy/local/kafka.sh start --nodes 3 --secure --dir "$dir" | tail -n 1)
+echo "real broker: $bootstrap (SASL/SCRAM-SHA-512, ACLs)" >&2
 export LOGBOOK_TEST_KAFKA_BROKERS="$bootstrap"
+LOGBOOK_TEST_KAFKA_SASL="admin:$(<"$dir/users/admin.password")"
+export LOGBOOK_TEST_KAFKA_SASL
 export LOGBOOK_TEST_KAFKA_CLUSTER_DIR="$dir"
 
 # Dev-mode tests always use the embedded broker and already ran in `make

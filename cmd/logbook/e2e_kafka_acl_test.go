@@ -72,7 +72,7 @@ func TestServeRolesUnderTheirOwnPrincipals(t *testing.T) {
 		return client(user, password(user)).ProduceSync(ctx, &kgo.Record{Topic: prefix + topic, Key: []byte(ws), Value: []byte("{}")}).FirstErr()
 	}
 	read := func(user, topic string) error {
-		cl := client(user, password(user), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{prefix + topic: {0: kgo.NewOffset().AtStart()}}))
+		cl := client(user, password(user), kgo.ConsumeTopics(prefix+topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		for {
 			f := cl.PollFetches(ctx)
 			if err := f.Err0(); err != nil {
@@ -107,7 +107,9 @@ func TestServeRolesUnderTheirOwnPrincipals(t *testing.T) {
 			t.Errorf("%s: %v, want TOPIC_AUTHORIZATION_FAILED", c.what, c.err)
 		}
 	}
-	err := client("api", "wrong-password").ProduceSync(ctx, &kgo.Record{Topic: prefix + "commands", Value: []byte("{}")}).FirstErr()
+	pctx, pcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer pcancel()
+	err := client("api", "wrong-password").Ping(pctx)
 	if !errors.Is(err, kerr.SaslAuthenticationFailed) {
 		t.Errorf("a wrong password: %v, want SASL_AUTHENTICATION_FAILED", err)
 	}

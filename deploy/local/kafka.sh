@@ -3,8 +3,13 @@
 # tests and benchmarks. Needs only java (17+) and mvn: the Kafka jars come from
 # Maven Central (deploy/local/kafka/pom.xml) and are cached between runs.
 #
-#   kafka.sh start [--nodes 1|3] [--dir DIR]   start (or reuse) a cluster; the
-#                                              LAST stdout line is the bootstrap
+#   kafka.sh start [--nodes 1|3] [--dir DIR] [--secure]
+#                                              start (or reuse) a cluster; the
+#                                              LAST stdout line is the bootstrap.
+#                                              --secure (chosen when the cluster
+#                                              is made): SASL/SCRAM-SHA-512 on
+#                                              every listener, ACLs, one principal
+#                                              per logbook role (see ROLES below)
 #   kafka.sh stop  [--dir DIR]                 stop every node (idempotent)
 #   kafka.sh perf  [--dir DIR] -- ARGS...      org.apache.kafka.tools.ProducerPerformance
 #   kafka.sh tool  [--dir DIR] -- CLASS ARGS...  any main class from the Kafka jars
@@ -15,6 +20,11 @@
 #   nodeK/start.sh               restarts node K exactly as it was started
 #                                (tests SIGKILL a node, then run this)
 #   nodeK/server.log, nodeK/pid
+#   users/NAME.password          --secure: SCRAM passwords (0600) of admin (the
+#                                brokers' own, the one super user) and of the
+#                                role principals api, decider, projector, agent
+#                                and analytics; client.properties: admin's
+#                                client config for Kafka's tools (0600)
 #
 # Environment: LOGBOOK_CACHE (jar cache root, default ~/.cache/logbook),
 # KAFKA_BASE_PORT (first broker port tried, default 19092; controllers use
@@ -43,6 +53,9 @@ JVM_OPTS=${KAFKA_JVM_OPTS:--XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.a
 TOOL_OPTS="-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 PERF_OPTS=${KAFKA_PERF_OPTS:--Xms256m -Xmx512m}
 READY_TOPIC=logbook-ready
+# --secure: the role principals, and the topic prefix their ACLs cover.
+ROLES=(api decider projector agent analytics)
+ACL_PREFIX=${KAFKA_ACL_PREFIX:-logbook.}
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -170,10 +183,11 @@ bootstrap_of() {
 # a DIR that never got that far are wiped (they may be formatted for an
 # unknown cluster id).
 init_cluster() {
-  rm -rf "$DIR"/node[0-9]*
+  rm -rf "$DIR"/node[0-9]* "$DIR/users"
   pick_ports
   CLUSTER_ID=$(new_cluster_id)
   MIN_ISR=$((NODES >= 3 ? 2 : 1))
+  ((SECURE)) && make_users
   render_nodes
   format_nodes
   # Written last: its presence means the DIR is complete and reusable.
@@ -184,7 +198,56 @@ init_cluster() {
     echo "BROKER_PORTS=(${BROKER_PORTS[*]})"
     echo "CONTROLLER_PORTS=(${CONTROLLER_PORTS[*]})"
     echo "MIN_ISR=$MIN_ISR"
+    echo "SECURE=$SECURE"
   } >"$DIR/cluster.env"
+}
+
+# --secure: a random password per principal, and admin's client config.
+make_users() {
+  local u
+  mkdir -p "$DIR/users"
+  chmod 700 "$DIR/users"
+  for u in admin "${ROLES[@]}"; do
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/users/$u.password")
+  done
+  write_client_config
+}
+
+write_client_config() {
+  (umask 077; {
+    echo "security.protocol=SASL_PLAINTEXT"
+    echo "sasl.mechanism=SCRAM-SHA-512"
+    echo "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$(<"$DIR/users/admin.password")\";"
+  } >"$DIR/client.properties")
+}
+
+# --secure: what each role principal may do under ACL_PREFIX; nothing else.
+# Every logbook role may describe and create its topics (each process makes
+# sure they exist) and read and write the workspace keys.
+grant_roles() {
+  local p=$ACL_PREFIX r
+  acl() { run_tool org.apache.kafka.tools.AclCommand --bootstrap-server "$BOOTSTRAP" --command-config "$DIR/client.properties" \
+    --add --allow-principal "User:$1" "${@:2}" >>"$DIR/acl.log" 2>&1 || die "AclCommand for $1 failed: see $DIR/acl.log"; }
+  for r in api decider projector agent; do
+    acl "$r" --resource-pattern-type prefixed --topic "$p" --operation Describe --operation Create --operation DescribeConfigs
+    acl "$r" --topic "${p}workspace-keys" --operation Read --operation Write
+  done
+  acl api --topic "${p}commands" --topic "${p}access" --operation Write
+  acl api --topic "${p}results" --operation Read
+  acl api --group logbook-decider --group logbook-agent --operation Describe
+  acl decider --topic "${p}commands" --operation Read
+  acl decider --topic "${p}events" --topic "${p}results" --topic "${p}decider-state" --operation Write
+  acl decider --topic "${p}decider-state" --operation Read
+  acl decider --group logbook-decider --operation Read
+  acl decider --resource-pattern-type prefixed --transactional-id logbook-decider- --operation Write --operation Describe
+  acl projector --topic "${p}events" --topic "${p}results" --topic "${p}access" --operation Read
+  acl projector --topic "${p}dlq" --operation Write
+  acl projector --resource-pattern-type prefixed --group logbook-projection- --operation Read
+  acl agent --topic "${p}events" --operation Read
+  acl agent --topic "${p}commands" --topic "${p}dlq" --operation Write
+  acl agent --group logbook-agent --operation Read
+  acl analytics --topic "${p}events" --operation Read --operation Describe
+  acl analytics --resource-pattern-type prefixed --group analytics- --operation Read
 }
 
 # Per-node server.properties and start.sh from the templates and the current
@@ -201,16 +264,25 @@ render_nodes() {
       -e "s|@BROKER_PORT@|${BROKER_PORTS[k - 1]}|g" -e "s|@CONTROLLER_PORT@|${CONTROLLER_PORTS[k - 1]}|g" \
       -e "s|@DATA_DIR@|$nd/data|g" -e "s|@RF@|$rf|g" -e "s|@MIN_ISR@|$MIN_ISR|g" \
       "$TPL/server.properties.tmpl" >"$nd/server.properties"
+    if ((SECURE)); then
+      sed -e "s|@BROKER_PORT@|${BROKER_PORTS[k - 1]}|g" -e "s|@CONTROLLER_PORT@|${CONTROLLER_PORTS[k - 1]}|g" \
+        -e "s|@ADMIN_PASSWORD@|$(<"$DIR/users/admin.password")|g" \
+        "$TPL/server-secure.properties.tmpl" >>"$nd/server.properties"
+      chmod 600 "$nd/server.properties"
+    fi
     write_start_sh "$k"
   done
 }
 
 # KRaft storage, one StorageTool JVM per node, in parallel: they are independent.
 format_nodes() {
-  local k pids=() failed=0
+  local k pids=() failed=0 scram=() u
+  if ((SECURE)); then
+    for u in admin "${ROLES[@]}"; do scram+=(--add-scram "SCRAM-SHA-512=[name=$u,password=$(<"$DIR/users/$u.password")]"); done
+  fi
   for ((k = 1; k <= NODES; k++)); do
     run_tool kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" \
-      --config "$DIR/node$k/server.properties" >"$DIR/node$k/format.log" 2>&1 &
+      --config "$DIR/node$k/server.properties" "${scram[@]}" >"$DIR/node$k/format.log" 2>&1 &
     pids+=($!)
   done
   for ((k = 1; k <= NODES; k++)); do
@@ -273,7 +345,10 @@ EOF
 wait_ready() {
   local deadline=$((SECONDS + START_TIMEOUT)) k out rf=$((NODES < 3 ? NODES : 3))
   local admin=$DIR/admin.properties
-  printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n' >"$admin"
+  (umask 077; {
+    printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n'
+    if ((SECURE)); then cat "$DIR/client.properties"; fi
+  } >"$admin")
   : >"$DIR/ready.log"
   while :; do
     for ((k = 1; k <= NODES; k++)); do
@@ -284,7 +359,7 @@ wait_ready() {
       --partitions 1 --replication-factor "$rf" --config "min.insync.replicas=$MIN_ISR" \
       >>"$DIR/ready.log" 2>&1; then
       out=$(run_tool org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$BOOTSTRAP" \
-        --topic "$READY_TOPIC" --num-records 1 --record-size 16 --throughput -1 \
+        --topic "$READY_TOPIC" --num-records 1 --record-size 16 --throughput -1 --command-config "$admin" \
         --command-property acks=all request.timeout.ms=5000 delivery.timeout.ms=15000 max.block.ms=15000 \
         2>>"$DIR/ready.log") || true
       echo "$out" >>"$DIR/ready.log"
@@ -296,10 +371,11 @@ wait_ready() {
   done
 }
 
-parse_common() { # sets NODES_ARG, DIR, REST
-  NODES_ARG="" DIR=${TMPDIR:-/tmp}/logbook-kafka REST=()
+parse_common() { # sets NODES_ARG, DIR, SECURE_ARG, REST
+  NODES_ARG="" DIR=${TMPDIR:-/tmp}/logbook-kafka REST=() SECURE_ARG=0
   while (($#)); do
     case $1 in
+      --secure) SECURE_ARG=1; shift ;;
       --nodes) [ $# -ge 2 ] || die "--nodes needs a value"; NODES_ARG=$2; shift 2 ;;
       --nodes=*) NODES_ARG=${1#*=}; shift ;;
       --dir) [ $# -ge 2 ] || die "--dir needs a value"; DIR=$2; shift 2 ;;
@@ -324,15 +400,20 @@ cmd_start() {
 
   if [ -f "$DIR/cluster.env" ]; then
     local want=$KAFKA_VERSION
+    SECURE=0 # clusters made before --secure existed
     # shellcheck disable=SC1091
     source "$DIR/cluster.env"
     [ "$KAFKA_VERSION" = "$want" ] ||
       die "$DIR was made with Kafka $KAFKA_VERSION, this script runs $want; stop it and remove the directory"
     [ -z "$NODES_ARG" ] || [ "$NODES_ARG" = "$NODES" ] ||
       die "$DIR holds a $NODES-node cluster; stop it and remove the directory, or use another --dir"
+    SECURE=${SECURE:-0}
+    ((SECURE_ARG == 0 || SECURE == 1)) ||
+      die "$DIR holds a cluster made without --secure; stop it and remove the directory, or use another --dir"
     reused=1
   else
     NODES=${NODES_ARG:-1}
+    SECURE=$SECURE_ARG
   fi
 
   if ((reused)); then
@@ -385,7 +466,11 @@ cmd_start() {
     do_stop
     die "Kafka did not start in $DIR"
   fi
-  log "ready in $((SECONDS - t0))s: $NODES node(s), bootstrap $BOOTSTRAP (logs: $DIR/node*/server.log)"
+  if ((SECURE && !reused)); then
+    log "granting the role principals their ACLs under the prefix $ACL_PREFIX"
+    grant_roles
+  fi
+  log "ready in $((SECONDS - t0))s: $NODES node(s), bootstrap $BOOTSTRAP$( ((SECURE)) && echo ", SASL/SCRAM-SHA-512 + ACLs: $DIR/users") (logs: $DIR/node*/server.log)"
   echo "$BOOTSTRAP"
 }
 
