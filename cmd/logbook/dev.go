@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/logbook-dev/logbook/internal/devbroker"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/keylist"
 	"github.com/logbook-dev/logbook/internal/pgembed"
 	"github.com/logbook-dev/logbook/internal/signing"
@@ -60,12 +63,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		broker, err := startBroker(ctx, abs, sync, log)
+		sasl, err := devKafkaCredentials(abs)
+		if err != nil {
+			return err
+		}
+		broker, err := startBroker(ctx, abs, sync, sasl, log)
 		if err != nil {
 			return err
 		}
 		defer broker.Close()
-		cfg.Kafka.Brokers = broker.ListenAddrs()
+		cfg.Kafka.Brokers, cfg.Kafka.SASL = broker.ListenAddrs(), sasl
 	}
 
 	if cfg.DatabaseURL == "" {
@@ -127,6 +134,31 @@ func devMasterKeys(dir string) (*fieldcrypt.Local, error) {
 	return fieldcrypt.LoadMasterKeyFile(path)
 }
 
+// devKafkaPasswordFile, under the data directory, holds the password of
+// the embedded broker's one principal, devKafkaUser: made on first start,
+// 0600.
+const devKafkaPasswordFile = "kafka.password"
+
+const devKafkaUser = "logbook"
+
+// devKafkaCredentials reads the embedded broker's credentials, making the
+// password first.
+func devKafkaCredentials(dir string) (kafka.SASL, error) {
+	path := filepath.Join(dir, devKafkaPasswordFile)
+	if err := devSecret(path, func() (string, error) {
+		b := make([]byte, 24)
+		_, err := rand.Read(b)
+		return hex.EncodeToString(b), err
+	}); err != nil {
+		return kafka.SASL{}, err
+	}
+	text, err := keylist.ReadPrivate(path)
+	if err != nil {
+		return kafka.SASL{}, err
+	}
+	return kafka.SASL{User: devKafkaUser, Password: strings.TrimSpace(text)}, nil
+}
+
 // devSigningKeyFile, under the data directory, holds the command signing
 // key of a dev instance that was given none: made on first start, 0600.
 const devSigningKeyFile = "signing.key"
@@ -185,7 +217,7 @@ const devPostgresDir = "postgres"
 
 // devOwnFiles are the entries of the data directory that logbook dev
 // writes besides the database's own directory.
-var devOwnFiles = []string{"kafka", "kafka.port", devbroker.JournalFile, "postgres.log", devDatabaseURLFile, devMasterKeyFile, devSigningKeyFile}
+var devOwnFiles = []string{"kafka", "kafka.port", devbroker.JournalFile, "postgres.log", devDatabaseURLFile, devMasterKeyFile, devSigningKeyFile, devKafkaPasswordFile}
 
 // lockDown makes the data directory its owner's alone: the directory 0700
 // and what logbook keeps in it readable by its owner only, also what
@@ -237,7 +269,7 @@ func devSyncWrites() (bool, error) {
 // batch is fsynced before it is acknowledged; without, a process crash loses
 // nothing (the page cache keeps it) but a power loss can lose what the OS
 // had not written.
-func startBroker(ctx context.Context, dir string, sync bool, log *slog.Logger) (*devbroker.Broker, error) {
+func startBroker(ctx context.Context, dir string, sync bool, sasl kafka.SASL, log *slog.Logger) (*devbroker.Broker, error) {
 	portFile := filepath.Join(dir, "kafka.port")
 	port := 0
 	if b, err := os.ReadFile(portFile); err == nil {
@@ -259,7 +291,7 @@ func startBroker(ctx context.Context, dir string, sync bool, log *slog.Logger) (
 		}),
 		kfake.GroupMinSessionTimeout(time.Second),
 	}
-	c, err := devbroker.Start(ctx, devbroker.Config{Dir: dir, Sync: sync, Logger: log, Opts: opts})
+	c, err := devbroker.Start(ctx, devbroker.Config{Dir: dir, Sync: sync, Logger: log, Opts: opts, SASL: sasl})
 	if err != nil {
 		return nil, err
 	}

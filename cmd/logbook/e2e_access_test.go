@@ -84,7 +84,7 @@ func TestAccessAuditRecordsFailuresAndDenialsWithoutKeys(t *testing.T) {
 
 	// No key material anywhere: not in the answers, not in the topic.
 	secrets := []string{wrong, outsiderKey, auditorKey, p.Key}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Kafka))
+	cl, err := kgo.NewClient(devKafka(t, p, dir)...)
 	if err != nil {
 		t.Fatal(err)
 	}

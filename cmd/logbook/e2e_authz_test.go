@@ -211,7 +211,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// decider's own grant check, for commands the API let through on a
 	// stale grant, is the domain's, tested there.)
 	before := admin.c.must(200, "GET", "/v1/workspaces/"+wsA, nil).Body["last_seq"]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Kafka))
+	cl, err := kgo.NewClient(devKafka(t, p, dir)...)
 	if err != nil {
 		t.Fatal(err)
 	}

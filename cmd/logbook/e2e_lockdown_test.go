@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/internal/kafka"
 )
 
 // logbook dev keeps its data its user's alone: the data directory and
@@ -109,4 +113,37 @@ func TestDevDataIsPrivate(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDevBrokerAnswersItsPrincipalOnly: the embedded broker listens on
+// loopback, where any local user can reach it; without the password in
+// the private data directory it serves nothing.
+func TestDevBrokerAnswersItsPrincipalOnly(t *testing.T) {
+	dir := t.TempDir()
+	p := startDev(t, dir)
+	if !strings.HasPrefix(p.Kafka, "127.0.0.1:") {
+		t.Fatalf("the embedded broker listens on %s, want loopback", p.Kafka)
+	}
+	try := func(opts ...kgo.Opt) error {
+		cl, err := kgo.NewClient(append(opts, kgo.RetryTimeout(2*time.Second), kgo.DialTimeout(2*time.Second))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = kadm.NewClient(cl).ListTopics(ctx)
+		return err
+	}
+	if err := try(devKafka(t, p, dir)...); err != nil {
+		t.Fatalf("with the data directory's password: %v", err)
+	}
+	if err := try(kgo.SeedBrokers(p.Kafka)); err == nil {
+		t.Fatal("a client without credentials listed the topics")
+	}
+	wrong := kafka.Config{Brokers: []string{p.Kafka}, SASL: kafka.SASL{User: "logbook", Password: "guess"}}
+	// kfake drops the connection rather than answering the failure.
+	if err := try(wrong.Opts()...); err == nil {
+		t.Fatal("a wrong password listed the topics")
+	}
 }

@@ -98,12 +98,12 @@ func (s *markerScan) files(t *testing.T, dir string) {
 
 // live scans every record of every topic, read with a plain Kafka client
 // (decompressed, aborted ones too), and every row of every table, as text.
-func (s *markerScan) live(t *testing.T, brokers, dbURL string) {
+func (s *markerScan) live(t *testing.T, kafkaConn []kgo.Opt, dbURL string) {
 	t.Helper()
 	look := s.look
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.KeepControlRecords())
+	cl, err := kgo.NewClient(append(kafkaConn, kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestSensitiveFieldsAreNeverStoredInPlaintext(t *testing.T) {
 		t.Fatal(err)
 	}
 	scan := &markerScan{markers: append(append(markers, goneMarkers...), control)}
-	scan.live(t, p.Kafka, strings.TrimSpace(string(dbURL)))
+	scan.live(t, devKafka(t, p, dir), strings.TrimSpace(string(dbURL)))
 	p.stop() // flushes what the broker and the database hold in memory
 	scan.files(t, dir)
 	var leaks []string
@@ -360,8 +360,8 @@ func TestForgedCommandsAndEventsAreCaught(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Kafka), kgo.ConsumeTopics("logbook.commands", "logbook.events"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	cl, err := kgo.NewClient(devKafka(t, p, dir, kgo.ConsumeTopics("logbook.commands", "logbook.events"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

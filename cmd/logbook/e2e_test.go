@@ -3,12 +3,18 @@ package main_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/internal/kafka"
 )
 
 // devEnv keeps test processes off the developer's defaults. The
@@ -19,6 +25,18 @@ func devEnv() []string {
 		"LOGBOOK_AUTH_FAILURES_PER_MINUTE=1000", "OPENAI_API_KEY=", "OPENAI_BASE_URL=", "LOGBOOK_AI_PROVIDER=",
 		"LOGBOOK_MASTER_KEY=", "LOGBOOK_MASTER_KEY_FILE=", "LOGBOOK_SIGNING_KEY=", "LOGBOOK_SIGNING_KEY_FILE=",
 		"LOGBOOK_SIGNING_PUBLIC_KEYS=", "LOGBOOK_SIGNING_PUBLIC_KEYS_FILE="}
+}
+
+// devKafka connects to the embedded broker of the dev instance on dir as
+// its one principal (DIR/kafka.password).
+func devKafka(t testing.TB, p *proc, dir string, opts ...kgo.Opt) []kgo.Opt {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "kafka.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := kafka.Config{Brokers: strings.Split(p.Kafka, ","), SASL: kafka.SASL{User: "logbook", Password: strings.TrimSpace(string(b))}}
+	return append(cfg.Opts(), opts...)
 }
 
 func startDev(t *testing.T, dir string) *proc {

@@ -29,6 +29,11 @@ func toolKafka(cfg *Config, dataDir string) error {
 		return errors.New("no broker: set LOGBOOK_KAFKA_BROKERS (or run `logbook dev` with --data " + dataDir + ")")
 	}
 	cfg.Kafka.Brokers = []string{"127.0.0.1:" + strings.TrimSpace(string(b))}
+	if _, err := os.Stat(filepath.Join(dataDir, devKafkaPasswordFile)); err == nil {
+		if cfg.Kafka.SASL, err = devKafkaCredentials(dataDir); err != nil {
+			return err
+		}
+	}
 	return cfg.Kafka.Validate()
 }
 

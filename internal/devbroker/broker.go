@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/logbook-dev/logbook/internal/kafka"
 )
 
 // Config configures the broker.
@@ -30,6 +32,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Opts are further kfake options (ports, listeners, timeouts).
 	Opts []kfake.Opt
+	// SASL, when its User is set, makes the broker accept only that
+	// principal (SCRAM-SHA-512, a super user): a local user who can reach
+	// the port cannot read or write the log without the password.
+	SASL kafka.SASL
 }
 
 // JournalFile is the commit journal's name under Config.Dir.
@@ -52,6 +58,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Sync {
 		opts = append(opts, kfake.SyncWrites())
 	}
+	if cfg.SASL.User != "" {
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", cfg.SASL.User, cfg.SASL.Password))
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
@@ -59,7 +68,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	path := filepath.Join(cfg.Dir, JournalFile)
 	last, err := readLastEntry(path)
 	if err == nil && last != nil {
-		err = complete(ctx, c.ListenAddrs(), *last, cfg.Logger)
+		err = complete(ctx, kafka.Config{Brokers: c.ListenAddrs(), SASL: cfg.SASL}.Opts(), *last, cfg.Logger)
 	}
 	var j *journal
 	if err == nil {

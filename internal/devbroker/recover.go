@@ -27,10 +27,10 @@ const recoveryTimeout = 2 * time.Minute
 // group offsets are committed. When none holds it committed, the commit
 // never began and the transaction stays aborted, as its producer was told
 // nothing.
-func complete(ctx context.Context, addrs []string, e commitEntry, log *slog.Logger) error {
+func complete(ctx context.Context, conn []kgo.Opt, e commitEntry, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	cl, err := kgo.NewClient(conn...)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func complete(ctx context.Context, addrs []string, e commitEntry, log *slog.Logg
 		return nil
 	}
 	if len(redo) > 0 {
-		if err := rewrite(ctx, addrs, redo); err != nil {
+		if err := rewrite(ctx, conn, redo); err != nil {
 			return fmt.Errorf("transaction recovery: %w", err)
 		}
 		log.Warn("embedded kafka: completed a transaction a crash had left half-committed",
@@ -141,9 +141,9 @@ func sameRecord(a, b *kgo.Record) bool {
 
 // rewrite writes records again, to the partitions they came from, in one
 // transaction.
-func rewrite(ctx context.Context, addrs []string, records []*kgo.Record) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.TransactionalID(recoveryTxnID),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+func rewrite(ctx context.Context, conn []kgo.Opt, records []*kgo.Record) error {
+	cl, err := kgo.NewClient(append(conn, kgo.TransactionalID(recoveryTxnID),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		return err
 	}
