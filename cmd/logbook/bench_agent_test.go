@@ -49,7 +49,10 @@ func drainAfterOutage(b *testing.B, nTasks, rate int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The worker joins the dev instance: its broker, database and keys.
 	worker := start(b, append(agentEnv(fake), append(quiet, "LOGBOOK_KAFKA_BROKERS="+dev.Kafka,
+		"LOGBOOK_KAFKA_USER=logbook", "LOGBOOK_KAFKA_PASSWORD_FILE="+filepath.Join(dir, "kafka.password"),
+		"LOGBOOK_MASTER_KEY_FILE="+filepath.Join(dir, "master.key"), "LOGBOOK_SIGNING_KEY_FILE="+filepath.Join(dir, "signing.key"),
 		"LOGBOOK_DATABASE_URL="+strings.TrimSpace(string(dbURL)), "LOGBOOK_PARTITIONS=6",
 		"LOGBOOK_AGENT_BREAKER_DELAY=2s", "LOGBOOK_AGENT_RAMP=5s")...), "serve", "--roles", "agent")
 	c := newClient(b, dev.URL, dev.Key)
