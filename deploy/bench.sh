@@ -25,13 +25,15 @@ trap cleanup EXIT
 
 go build -o "$tmp/logbook" ./cmd/logbook
 
-# load NAME [ENV...]: runs logbook dev with ENV, a warm-up and a measured
-# loadgen run; leaves the JSON figures in $tmp/NAME.json.
+# load NAME [ENV...]: runs logbook dev (the binary $SERVER, default this
+# tree's) with ENV, a warm-up and a measured loadgen run (always this tree's
+# loadgen); leaves the JSON figures in $tmp/NAME.json.
 load() {
   local name=$1; shift
   # The per-key rate limit is off: one loadgen key would measure the limiter.
-  env LOGBOOK_ADMIN_KEY= LOGBOOK_DATABASE_URL= LOGBOOK_KAFKA_BROKERS= LOGBOOK_LOG_LEVEL=warn LOGBOOK_RATE_PER_KEY=-1 "$@" \
-    "$tmp/logbook" dev --data "$tmp/$name" --http 127.0.0.1:0 >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  env LOGBOOK_ADMIN_KEY= LOGBOOK_DATABASE_URL= LOGBOOK_KAFKA_BROKERS= LOGBOOK_LOG_LEVEL=warn LOGBOOK_RATE_PER_KEY=-1 \
+    LOGBOOK_MASTER_KEY= LOGBOOK_MASTER_KEY_FILE= LOGBOOK_SIGNING_KEY= LOGBOOK_SIGNING_KEY_FILE= "$@" \
+    "${SERVER:-$tmp/logbook}" dev --data "$tmp/$name" --http 127.0.0.1:0 >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pid=$!
   for _ in $(seq 1 600); do grep -q '^ready$' "$tmp/$name.out" && break; sleep 0.2; done
   grep -q '^ready$' "$tmp/$name.out" || { cat "$tmp/$name.err" >&2; exit 1; }
@@ -46,6 +48,18 @@ load() {
 field() { python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))[sys.argv[2]], 1))" "$tmp/$1.json" "$2"; }
 
 load kfake
+
+# Data protection's cost: the same load on logbook built from the last
+# revision before sensitive fields were sealed and commands signed.
+BASELINE=${BENCH_PROTECTION_BASELINE:-480550f}
+baseline=""
+if git cat-file -e "$BASELINE^{commit}" 2>/dev/null; then
+  git worktree add -q --detach "$tmp/baseline-src" "$BASELINE"
+  (cd "$tmp/baseline-src" && go build -o "$tmp/logbook-baseline" ./cmd/logbook)
+  git worktree remove --force "$tmp/baseline-src"
+  SERVER="$tmp/logbook-baseline" load baseline
+  baseline=1
+fi
 
 real=""
 if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
@@ -104,6 +118,29 @@ absolutes.
 | accept latency p50 / p99 | $(field kfake p50_ms) ms / $(field kfake p99_ms) ms |
 | refused (429/503) / failed | $(field kfake refused) / $(field kfake failed) |
 MD
+if [ -n "$baseline" ]; then
+cat <<MD
+
+## What data protection costs
+
+The same load against \`logbook dev\` built from $BASELINE, the last revision
+before task input (here $( python3 -c "import json; print(json.load(open('$tmp/kfake.json')).get('input_bytes', 256))" ) bytes) was sealed
+(AES-256-GCM under the workspace's data key) and every command signed
+(Ed25519 over the batch's Merkle root) and verified by the decider.
+
+| measure | without | with | ratio |
+|---|---|---|---|
+| accepted, commands/s | $(field baseline accepted_per_s) | $(field kfake accepted_per_s) | $(python3 -c "print(round($(field kfake accepted_per_s)/$(field baseline accepted_per_s), 3))") |
+| end to end, commands/s | $(field baseline end_to_end_per_s) | $(field kfake end_to_end_per_s) | $(python3 -c "print(round($(field kfake end_to_end_per_s)/$(field baseline end_to_end_per_s), 3))") |
+| accept latency p99, ms | $(field baseline p99_ms) | $(field kfake p99_ms) | $(python3 -c "print(round($(field kfake p99_ms)/$(field baseline p99_ms), 3))") |
+
+Per command, from the micro-benchmarks below: sealing a 256-byte field
+(BenchmarkSeal256B), a share of one batch signature at the API
+(BenchmarkSignBatchOf64, per command; one command alone: BenchmarkSignAlone)
+and the decider's verification (BenchmarkVerifyInBatchesOf64; alone:
+BenchmarkVerifyEachSignedAlone).
+MD
+fi
 if [ -n "$real" ]; then
 cat <<MD
 

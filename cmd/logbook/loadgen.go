@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logbook-dev/logbook/domain"
 )
 
 // runLoadgen drives a running logbook over HTTP with a bounded number of
@@ -28,6 +30,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	conc := fs.Int("concurrency", 64, "concurrent HTTP clients")
 	timeout := fs.Duration("timeout", 5*time.Minute, "stop after this long, whatever happened")
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
+	inputBytes := fs.Int("input-bytes", 256, "size of each task's input, a sensitive field the API encrypts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,6 +43,10 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *nWS < 1 || *total < 1 || *conc < 1 || *conc > 1024 {
 		return errors.New("workspaces, commands must be >= 1 and concurrency 1..1024")
 	}
+	if *inputBytes < 0 || *inputBytes > domain.MaxTextLen {
+		return fmt.Errorf("--input-bytes must be 0..%d", domain.MaxTextLen)
+	}
+	input := strings.Repeat("lorem ipsum ", *inputBytes/12+1)[:*inputBytes]
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}
@@ -101,7 +108,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				}
 				t0 := time.Now()
 				st, _, err := post("/v1/workspaces/"+spaces[i%int64(*nWS)]+"/tasks",
-					map[string]any{"title": fmt.Sprintf("load %d", i), "input": "x", "priority": i % 10}, "")
+					map[string]any{"title": fmt.Sprintf("load %d", i), "input": input, "priority": i % 10}, "")
 				switch {
 				case err != nil:
 					failed.Add(1)
@@ -151,7 +158,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	res := map[string]any{
 		"commands": *total, "accepted": accepted.Load(), "refused": refused.Load(), "failed": failed.Load(),
-		"concurrency": *conc, "workspaces": *nWS,
+		"concurrency": *conc, "workspaces": *nWS, "input_bytes": *inputBytes,
 		"accepted_per_s":   float64(accepted.Load()) / acceptedIn.Seconds(),
 		"end_to_end_per_s": float64(accepted.Load()) / e2e.Seconds(),
 		"p50_ms":           float64(pct(0.50).Microseconds()) / 1000, "p99_ms": float64(pct(0.99).Microseconds()) / 1000,
