@@ -42,9 +42,16 @@ func TestServeRolesUnderTheirOwnPrincipals(t *testing.T) {
 		return append(append([]string{}, base...), "LOGBOOK_KAFKA_USER="+user, "LOGBOOK_KAFKA_PASSWORD="+password(user))
 	}
 	api := start(t, as("api"), "serve", "--roles", "api", "--http", "127.0.0.1:0")
-	start(t, as("decider"), "serve", "--roles", "decider")
-	start(t, as("projector"), "serve", "--roles", "projector")
-	start(t, as("agent"), "serve", "--roles", "agent")
+	roles := []*proc{api, start(t, as("decider"), "serve", "--roles", "decider"),
+		start(t, as("projector"), "serve", "--roles", "projector"), start(t, as("agent"), "serve", "--roles", "agent")}
+	// Consumer groups are named by role, not by topic prefix: stopped
+	// cleanly, the processes leave them at once instead of holding the
+	// next test's members up until their sessions time out.
+	defer func() {
+		for _, p := range roles {
+			p.stop()
+		}
+	}()
 
 	c := newClient(t, api.URL, testKey)
 	ws := c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "acl"}, wait, "wait=30").str("workspace_id")

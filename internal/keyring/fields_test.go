@@ -1,11 +1,18 @@
 package keyring_test
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/keyring"
 )
 
@@ -77,5 +84,58 @@ func TestSealedFieldsOpenElsewhereUntilErased(t *testing.T) {
 	other.WorkspaceID = "ws9"
 	if _, err := eraser.Seal(ctx, other); !errors.Is(err, keyring.ErrNoKeyService) {
 		t.Fatalf("a ring without a key service sealed: %v", err)
+	}
+}
+
+// A read of the key topic that fails is no reason to make a new key: that
+// key would replace the workspace's and lose what the old one sealed.
+func TestAFailedReadNeverReplacesAKey(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := kafka.Config{Brokers: c.ListenAddrs(), Prefix: "k.", Partitions: 1}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	if err := kafka.EnsureTopics(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ks := masterKeys(t, newKey(t, "m1"))
+	first := open(t, cfg, ks)
+	sealed, err := first.Seal(ctx, domain.Command{ID: "c", Type: domain.CmdTaskCreate, WorkspaceID: "ws",
+		Payload: &domain.TaskCreateCmd{TaskID: "t", Title: "t", Input: "kept"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := keyring.New(cfg, ks) // a process that has not read the topic yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	var failing atomic.Bool
+	failing.Store(true)
+	c.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if failing.Load() {
+			return nil, errors.New("broker unreachable"), true
+		}
+		return nil, nil, false
+	})
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = later.Seal(rctx, domain.Command{ID: "c2", Type: domain.CmdTaskCreate, WorkspaceID: "ws",
+		Payload: &domain.TaskCreateCmd{TaskID: "t2", Title: "t", Input: "new"}})
+	cancel()
+	if err == nil {
+		t.Fatal("sealing while the key topic cannot be read succeeded: with which key?")
+	}
+	failing.Store(false)
+	in := sealed.Payload.(*domain.TaskCreateCmd).Input
+	for _, r := range []*keyring.Ring{later, open(t, cfg, ks)} {
+		if got, err := r.Open(ctx, "ws", domain.Slot("task", "t", domain.FieldInput), in); err != nil || got != "kept" {
+			t.Fatalf("after the failed read, the first value opens as %q, %v", got, err)
+		}
 	}
 }

@@ -72,7 +72,8 @@ type Ring struct {
 	dirty   bool            // a tombstone or replaced key since the last roll marker
 	last    time.Time       // newest record timestamp read
 
-	readMu sync.Mutex // one read of the topic at a time
+	readMu   sync.Mutex // one read of the topic at a time
+	createMu sync.Mutex // one key creation at a time
 }
 
 // ErrNoKeyService means the ring was built without a key service: it can
@@ -250,8 +251,18 @@ func wrapAAD(ws string, generation int) []byte {
 
 // Create makes the workspace's data key (generation 1) and writes it, or
 // returns the one it has. The key is in the topic before Create returns.
+// Only a topic read to its end that holds no key for the workspace makes
+// one: a read that fails is an error, never a reason for a new key, which
+// would replace the old one and lose what it sealed.
 func (r *Ring) Create(ctx context.Context, ws string) (*fieldcrypt.DataKey, error) {
-	if k, err := r.Key(ctx, ws); err == nil || errors.Is(err, ErrErased) {
+	if k, err := r.Key(ctx, ws); !errors.Is(err, ErrNoKey) {
+		return k, err
+	}
+	// One creation at a time in this process, and a second look once it is
+	// this one's turn: concurrent first fields of a workspace share a key.
+	r.createMu.Lock()
+	defer r.createMu.Unlock()
+	if k, err := r.Key(ctx, ws); !errors.Is(err, ErrNoKey) {
 		return k, err
 	}
 	raw, err := fieldcrypt.NewDataKey()
@@ -262,9 +273,10 @@ func (r *Ring) Create(ctx context.Context, ws string) (*fieldcrypt.DataKey, erro
 	if _, err := r.write(ctx, ws, 1, raw); err != nil {
 		return nil, err
 	}
-	// Two processes may create a key for one workspace at once (its first
-	// sensitive field, when it was created before encryption): the later
-	// record is the one compaction keeps, so both use that one.
+	// Two processes may still create a key for one workspace at once (the
+	// first sensitive field of a workspace created before encryption, on
+	// two API instances): the later record is the one compaction keeps, so
+	// both use that one from here on.
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
 	}
