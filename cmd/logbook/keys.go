@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
+	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/keylist"
 	"github.com/logbook-dev/logbook/internal/signing"
 )
@@ -125,5 +126,39 @@ func runKeysSigning(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintln(stdout, priv)
+	return err
+}
+
+// runKeysRewrap writes every workspace's data key again under the current
+// master key (the first of LOGBOOK_MASTER_KEY_FILE, or of a dev data
+// directory's master.key), so an older master key can be retired once
+// compaction has dropped the old records. No event is rewritten.
+func runKeysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := baseConfig()
+	if err != nil {
+		return err
+	}
+	fs := newFlags("keys rewrap", stderr)
+	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker and the master key")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := toolKafka(&cfg, *dir); err != nil {
+		return err
+	}
+	ks, err := toolMasterKeys(*dir)
+	if err != nil {
+		return err
+	}
+	ring, err := keyring.Open(ctx, cfg.Kafka, ks)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	n, err := ring.Rewrap(ctx)
+	if err != nil {
+		return fmt.Errorf("rewrapped %d keys, then: %w", n, err)
+	}
+	_, err = fmt.Fprintf(stdout, "rewrapped %d workspace keys under master key %s\n", n, ks.Current())
 	return err
 }

@@ -27,6 +27,7 @@ Usage:
   logbook keys create --role ROLE [--workspace ID]... [--label L] [--url URL] [--key ADMIN_KEY]
                                                  issue an API key through the API (printed once)
   logbook keys master [--id ID]                  print a new master key line ("id:hex") for LOGBOOK_MASTER_KEY_FILE
+  logbook keys rewrap [--data DIR]               rewrap every workspace key under the current (first) master key
   logbook keys signing [--id ID] | --public FILE  print a new command signing key (private line), or the public line of one
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = runKeysMaster(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "signing":
 			err = runKeysSigning(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "rewrap":
+			err = runKeysRewrap(ctx, args[2:], stdout, stderr)
 		default:
 			fmt.Fprint(stderr, usage)
 			return 2
