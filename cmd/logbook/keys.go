@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
-	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/keylist"
+	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/signing"
 )
 
