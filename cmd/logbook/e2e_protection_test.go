@@ -471,8 +471,11 @@ func TestMasterKeyRotates(t *testing.T) {
 	p := startDev(t, dir)
 	c := newClient(t, p.URL, p.Key)
 	adminKey := p.Key // printed on the first start only
-	ws, _, _ := protectedWorkspace(t, c, "rotated")
-	eventually(t, 30*time.Second, "the tasks projected", func() bool { return strings.Contains(tasksOf(t, c, ws), "MRKREASON") })
+	ws, aiTask, _ := protectedWorkspace(t, c, "rotated")
+	eventually(t, 30*time.Second, "the tasks projected and the agent's answer in", func() bool {
+		return strings.Contains(tasksOf(t, c, ws), "MRKREASON") &&
+			c.do("GET", "/v1/workspaces/"+ws+"/tasks/"+aiTask, nil).str("status") == "completed"
+	})
 	before := tasksOf(t, c, ws)
 	events := c.must(200, "GET", "/v1/workspaces/"+ws+"/events?limit=500", nil).Raw
 
