@@ -252,7 +252,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}, func() float64 { l, _, _ := agentLag.Lag(); return float64(l) }))
 		goRun("agent lag", func(ctx context.Context) error { agentLag.Run(ctx, 2*time.Second); return nil })
 		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
-		signer := signing.NewBatcher(c.Signer, 0)
+		signer := signing.NewBatcher(c.Signer, 0, time.Millisecond)
 		defer signer.Close()
 		queries := projections.NewQueries(m.pool, m.Log).WithOpener(m.ring)
 		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),

@@ -121,7 +121,7 @@ func TestSignedCommandsAndTheirEventsVerify(t *testing.T) {
 // verifies with its own proof.
 func TestBatcherSignsConcurrentCommands(t *testing.T) {
 	s, v := keys(t)
-	b := signing.NewBatcher(s, 64)
+	b := signing.NewBatcher(s, 64, time.Millisecond)
 	defer b.Close()
 	const n = 2000
 	envs := make([]*schemas.CommandEnvelope, n)
