@@ -23,10 +23,10 @@ type Batcher struct {
 	s      *Signer
 	max    int
 	linger time.Duration
-	reqs chan batchReq
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	reqs   chan batchReq
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
 }
 
 type batchReq struct {
