@@ -12,7 +12,6 @@ import (
 
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/keylist"
-	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/signing"
 )
 
@@ -146,11 +145,7 @@ func runKeysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := toolKafka(&cfg, *dir); err != nil {
 		return err
 	}
-	ks, err := toolMasterKeys(*dir)
-	if err != nil {
-		return err
-	}
-	ring, err := keyring.Open(ctx, cfg.Kafka, ks)
+	ring, ks, err := toolRing(ctx, cfg, *dir)
 	if err != nil {
 		return err
 	}

@@ -68,11 +68,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*decrypt {
 		return replay.Read(ctx, cfg.Kafka, opts, func(e schemas.EventEnvelope) error { return enc.Encode(e) })
 	}
-	ks, err := toolMasterKeys(*dir)
-	if err != nil {
-		return err
-	}
-	ring, err := keyring.Open(ctx, cfg.Kafka, ks)
+	ring, _, err := toolRing(ctx, cfg, *dir)
 	if err != nil {
 		return err
 	}
@@ -84,6 +80,16 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return enc.Encode(opened)
 	})
+}
+
+// toolRing reads the workspace keys with the tools' master keys.
+func toolRing(ctx context.Context, cfg Config, dataDir string) (*keyring.Ring, *fieldcrypt.Local, error) {
+	ks, err := toolMasterKeys(dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := keyring.Open(ctx, cfg.Kafka, ks)
+	return ring, ks, err
 }
 
 // toolMasterKeys reads the master keys from the environment, else from a
