@@ -138,6 +138,7 @@ created=$(call POST /v1/workspaces '{"name":"fuzz"}')
 ws=$(field "$created" workspace_id)
 command_id=$(field "$created" command_id)
 ws_archive=$(field "$(call POST /v1/workspaces '{"name":"fuzz archive"}')" workspace_id)
+ws_erase=$(field "$(call POST /v1/workspaces '{"name":"fuzz erase"}')" workspace_id) # erasing the others would leave every later call a 404
 agent=$(field "$(call POST "/v1/workspaces/$ws/agents" '{"name":"fuzz agent","role":"tester","model":"local","instructions":"answer"}')" agent_id)
 member=fuzz-member # removed by DELETE .../members/{principal}
 call POST "/v1/workspaces/$ws/members" "{\"principal_id\":\"$member\",\"role\":\"reader\"}" >/dev/null
@@ -145,10 +146,12 @@ call POST "/v1/workspaces/$ws/members" "{\"principal_id\":\"$member\",\"role\":\
 call POST "/v1/workspaces/$ws/members" '{"principal_id":"fuzz-assignee","role":"writer"}' >/dev/null
 task() { field "$(call POST "/v1/workspaces/$ws/tasks" '{"title":"fuzz task","input":"in","priority":1}')" task_id; }
 step() { call POST "/v1/workspaces/$ws/tasks/$1/$2" "$3" >/dev/null; }
+# Assigned to a member, not to the agent: the agent worker would start its
+# tasks itself, racing the fixtures.
 in_progress() {
   local t
   t=$(task)
-  step "$t" assign "{\"assignee\":\"$agent\"}"
+  step "$t" assign '{"assignee":"fuzz-assignee"}'
   step "$t" start ''
   echo "$t"
 }
@@ -156,7 +159,7 @@ task_any=$(task)
 task_pending=$(task)
 task_cancel=$(task)
 task_assigned=$(task)
-step "$task_assigned" assign "{\"assignee\":\"$agent\"}"
+step "$task_assigned" assign '{"assignee":"fuzz-assignee"}'
 task_result=$(in_progress)
 task_fail=$(in_progress)
 task_complete=$(in_progress)
@@ -164,7 +167,7 @@ task_failed=$(in_progress)
 step "$task_failed" fail '{"attempt":1,"reason":"fixture","retryable":true}'
 
 export LOGBOOK_FUZZ_KEY=$key LOGBOOK_FUZZ_REPORT_DIR=$report LOGBOOK_FUZZ_CONFIG_DIR=$root/deploy/schemathesis \
-  LOGBOOK_FUZZ_WS=$ws LOGBOOK_FUZZ_WS_ARCHIVE=$ws_archive LOGBOOK_FUZZ_MEMBER=$member \
+  LOGBOOK_FUZZ_WS=$ws LOGBOOK_FUZZ_WS_ARCHIVE=$ws_archive LOGBOOK_FUZZ_WS_ERASE=$ws_erase LOGBOOK_FUZZ_MEMBER=$member \
   LOGBOOK_FUZZ_COMMAND=$command_id LOGBOOK_FUZZ_TASK=$task_any \
   LOGBOOK_FUZZ_TASK_PENDING=$task_pending LOGBOOK_FUZZ_TASK_CANCEL=$task_cancel \
   LOGBOOK_FUZZ_TASK_ASSIGNED=$task_assigned LOGBOOK_FUZZ_TASK_RESULT=$task_result \
