@@ -92,10 +92,17 @@ func sensitiveReason(field, v string, max int, isRequired bool) (string, error) 
 // sensitive fields that is not empty: f gets the field's slot and value and
 // returns what the field holds from then on. Payloads without sensitive
 // fields come back as they are; the others as a pointer to a copy.
+//
+// What it is given is plaintext, held to the plaintext rules: text that
+// merely looks sealed passes Validate, and must not pass here with more
+// characters than the field allows.
 func SealFields(cmd Command, f func(slot, v string) (string, error)) (any, error) {
-	apply := func(kind, id, field string, v *string) error {
+	apply := func(kind, id, field, name string, max int, v *string) error {
 		if *v == "" {
 			return nil
+		}
+		if err := checkText(name, *v, max); err != nil {
+			return err
 		}
 		s, err := f(Slot(kind, id, field), *v)
 		*v = s
@@ -104,27 +111,27 @@ func SealFields(cmd Command, f func(slot, v string) (string, error)) (any, error
 	switch cmd.Type {
 	case CmdWorkspaceRegisterAgent:
 		if p, ok := payloadAs[WorkspaceRegisterAgentCmd](cmd.Payload); ok {
-			return &p, apply("agent", p.AgentID, FieldInstructions, &p.Instructions)
+			return &p, apply("agent", p.AgentID, FieldInstructions, "instructions", MaxTextLen, &p.Instructions)
 		}
 	case CmdTaskCreate:
 		if p, ok := payloadAs[TaskCreateCmd](cmd.Payload); ok {
-			return &p, apply("task", p.TaskID, FieldInput, &p.Input)
+			return &p, apply("task", p.TaskID, FieldInput, "input", MaxTextLen, &p.Input)
 		}
 	case CmdTaskRecordResult:
 		if p, ok := payloadAs[TaskRecordResultCmd](cmd.Payload); ok {
-			return &p, apply("task", p.TaskID, FieldOutput, &p.Output)
+			return &p, apply("task", p.TaskID, FieldOutput, "output", MaxTextLen, &p.Output)
 		}
 	case CmdTaskComplete:
 		if p, ok := payloadAs[TaskCompleteCmd](cmd.Payload); ok {
-			return &p, apply("task", p.TaskID, FieldOutput, &p.Output)
+			return &p, apply("task", p.TaskID, FieldOutput, "output", MaxTextLen, &p.Output)
 		}
 	case CmdTaskFailAttempt:
 		if p, ok := payloadAs[TaskFailAttemptCmd](cmd.Payload); ok {
-			return &p, apply("task", p.TaskID, FieldFailureReason, &p.Reason)
+			return &p, apply("task", p.TaskID, FieldFailureReason, "reason", MaxReasonLen, &p.Reason)
 		}
 	case CmdTaskCancel:
 		if p, ok := payloadAs[TaskCancelCmd](cmd.Payload); ok {
-			return &p, apply("task", p.TaskID, FieldCancelReason, &p.Reason)
+			return &p, apply("task", p.TaskID, FieldCancelReason, "reason", MaxReasonLen, &p.Reason)
 		}
 	}
 	return cmd.Payload, nil

@@ -91,6 +91,27 @@ func TestSealedFieldsAreBounded(t *testing.T) {
 	}
 }
 
+// Text that looks sealed is accepted by Validate, which cannot tell it
+// from a sealed value; the writer seals plaintext, and SealFields holds it
+// to the plaintext limit, so the look-alike cannot carry more characters
+// than the field allows into the log.
+func TestSealFieldsHoldsPlaintextToItsLimits(t *testing.T) {
+	lookalike := domain.SealedPrefix + "1." + strings.Repeat("A", domain.MaxTextLen+1)
+	cmd := command(domain.CmdTaskCreate, &domain.TaskCreateCmd{TaskID: "t9", Title: "t", Input: lookalike})
+	if err := domain.Validate(cmd); err != nil {
+		t.Fatalf("precondition: Validate takes it for sealed: %v", err)
+	}
+	called := false
+	_, err := domain.SealFields(cmd, func(slot, v string) (string, error) { called = true; return fakeSeal(slot, v) })
+	wantError(t, err, domain.CodeInvalid, "input")
+	if called {
+		t.Fatal("an over-long plaintext was handed to the cipher")
+	}
+	reason := command(domain.CmdTaskCancel, &domain.TaskCancelCmd{TaskID: taskID, Reason: strings.Repeat("r", domain.MaxReasonLen+1)})
+	_, err = domain.SealFields(reason, fakeSeal)
+	wantError(t, err, domain.CodeInvalid, "reason")
+}
+
 func TestNormalizeReturnsWhatDecideRecords(t *testing.T) {
 	cmd, err := domain.Normalize(command(domain.CmdTaskCancel, domain.TaskCancelCmd{TaskID: taskID, Reason: "  obsolete "}))
 	if err != nil {
