@@ -1,9 +1,12 @@
 package signing_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -152,5 +155,46 @@ func TestBatcherSignsConcurrentCommands(t *testing.T) {
 	b.Close()
 	if err := b.Sign(context.Background(), envelope(t, "late")); !errors.Is(err, signing.ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// The -v1 files were signed by this code's first version, form 1 of the
+// signed bytes: a command as the API appended it (the second of a batch of
+// three) and the event the decider made of it. A change to what is signed
+// must keep them verifying, or every signature already in logs would fail
+// its audit.
+func TestSignaturesOfTheFirstFormStillVerify(t *testing.T) {
+	read := func(name string, v any) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.TrimSpace(b)
+		if v != nil {
+			if err := json.Unmarshal(b, v); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		return b
+	}
+	v, err := signing.ParseVerifier(string(read("public-keys", nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd schemas.CommandEnvelope
+	raw := read("command-signed-v1.json", &cmd)
+	if again, _ := json.Marshal(cmd); !bytes.Equal(again, raw) {
+		t.Fatalf("the command does not round-trip:\nstored  %s\nwritten %s", raw, again)
+	}
+	if err := v.VerifyCommand(cmd); err != nil || cmd.Signature.Size != 3 || cmd.Signature.Index != 1 {
+		t.Fatalf("command: %v (signature %+v)", err, cmd.Signature)
+	}
+	var ev schemas.EventEnvelope
+	read("event-signed-v1.json", &ev)
+	if err := v.VerifyEvent(ev); err != nil {
+		t.Fatalf("event: %v", err)
+	}
+	if h, err := schemas.ComputeHash(ev); err != nil || h != ev.Hash {
+		t.Fatalf("event hash %s, stored %s (%v)", h, ev.Hash, err)
 	}
 }
