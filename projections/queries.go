@@ -66,11 +66,12 @@ func (q *Queries) WithOpener(o Opener) *Queries {
 // opened replaces each sealed field with its plaintext. A field that cannot
 // be opened now (the key ring cannot be read) fails the request with 503:
 // a reader must not take a missing value for an empty one.
-func (q *Queries) opened(ctx context.Context, ws, kind, id string, fields map[string]*string) error {
+func (q *Queries) opened(ctx context.Context, ws, kind, id string, fields ...sealedField) error {
 	if q.open == nil {
 		return nil
 	}
-	for field, v := range fields {
+	for _, f := range fields {
+		field, v := f.field, f.v
 		if v == nil || *v == "" {
 			continue
 		}
@@ -89,9 +90,15 @@ func (q *Queries) opened(ctx context.Context, ws, kind, id string, fields map[st
 	return nil
 }
 
+// sealedField is a field of a view that may hold a sealed value.
+type sealedField struct {
+	field string // domain.FieldInput…
+	v     *string
+}
+
 func (q *Queries) openTask(ctx context.Context, t *TaskView) error {
-	return q.opened(ctx, t.WorkspaceID, "task", t.ID, map[string]*string{
-		domain.FieldInput: &t.Input, domain.FieldOutput: &t.Output, domain.FieldFailureReason: &t.FailureReason})
+	return q.opened(ctx, t.WorkspaceID, "task", t.ID, sealedField{domain.FieldInput, &t.Input},
+		sealedField{domain.FieldOutput, &t.Output}, sealedField{domain.FieldFailureReason, &t.FailureReason})
 }
 
 // Routes mounts the query routes on r (already authenticated).
@@ -248,7 +255,7 @@ func (q *Queries) getWorkspace(w http.ResponseWriter, r *http.Request) {
 			*a.Instructions = fromDBText(*a.Instructions)
 		}
 		if err == nil {
-			err = q.opened(ctx, ws, "agent", a.ID, map[string]*string{domain.FieldInstructions: a.Instructions})
+			err = q.opened(ctx, ws, "agent", a.ID, sealedField{domain.FieldInstructions, a.Instructions})
 		}
 		return a, err
 	})

@@ -188,10 +188,6 @@ func devSigningKeys(dir string) (*signing.Signer, *signing.Verifier, error) {
 // devSecret writes a new secret line, made by newLine, to path (0600) unless
 // the file exists.
 func devSecret(path string, newLine func() (string, error)) error {
-	line, err := newLine()
-	if err != nil {
-		return err
-	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	switch {
 	case errors.Is(err, fs.ErrExist):
@@ -199,7 +195,10 @@ func devSecret(path string, newLine func() (string, error)) error {
 	case err != nil:
 		return err
 	}
-	_, werr := f.WriteString(line + "\n")
+	line, werr := newLine()
+	if werr == nil {
+		_, werr = f.WriteString(line + "\n")
+	}
 	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("%s: %w", path, err)
