@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +107,14 @@ func TestSignedCommandsAndTheirEventsVerify(t *testing.T) {
 	}
 	if err := v.VerifyCommand(*foreign); err == nil {
 		t.Fatal("a key with an accepted id but another secret must not verify")
+	}
+
+	huge := c
+	hs := *c.Signature
+	hs.KeyID = strings.Repeat("k", 100_000)
+	huge.Signature = &hs
+	if err := v.VerifyCommand(huge); !errors.Is(err, signing.ErrUnknownKey) || len(err.Error()) > 200 {
+		t.Fatalf("an unknown key id of 100,000 bytes: an error of %d bytes (%.80v…), want ErrUnknownKey, short", len(err.Error()), err)
 	}
 
 	evForged := ev
