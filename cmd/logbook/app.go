@@ -82,9 +82,12 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		ks = l
 	}
-	// The projector erases keys and needs no master key.
-	if m.ring, err = keyring.New(c.Kafka, ks); err != nil {
-		return err
+	// The api and agent roles seal and open fields; the projector erases
+	// keys and needs no master key; the decider never touches them.
+	if c.needsMasterKeys() || c.hasRole("projector") {
+		if m.ring, err = keyring.New(c.Kafka, ks); err != nil {
+			return err
+		}
 	}
 	if c.Signer == nil && c.Verifier == nil {
 		if m.Config.Signer, m.Config.Verifier, err = signingKeys(); err != nil {
@@ -187,15 +190,17 @@ func (m *Main) Run(ctx context.Context) error {
 		goRun("agent", w.Run)
 	}
 	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
-	goRun("keyring", func(ctx context.Context) error {
-		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := m.ring.Refresh(rctx); err != nil {
-			m.Log.Warn("keyring: first read failed; keys are read when first needed", "err", err)
-		}
-		rcancel()
-		m.ring.Run(ctx)
-		return nil
-	})
+	if m.ring != nil {
+		goRun("keyring", func(ctx context.Context) error {
+			rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := m.ring.Refresh(rctx); err != nil {
+				m.Log.Warn("keyring: first read failed; keys are read when first needed", "err", err)
+			}
+			rcancel()
+			m.ring.Run(ctx)
+			return nil
+		})
+	}
 	// Each second: a revoked key stops working on every API instance within
 	// a second of its revocation reaching the keys read model.
 	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, time.Second); return nil })

@@ -108,6 +108,7 @@ func TestServeRolesUnderTheirOwnPrincipals(t *testing.T) {
 		{"the api writing an event", produce("api", "events")},
 		{"the agent writing an event", produce("agent", "events")},
 		{"the agent reading the decider's state", read("agent", "decider-state")},
+		{"the decider reading the workspace keys", read("decider", "workspace-keys")},
 		{"the projector writing a command", produce("projector", "commands")},
 	} {
 		if !denied(c.err) {

@@ -223,13 +223,15 @@ write_client_config() {
 
 # --secure: what each role principal may do under ACL_PREFIX; nothing else.
 # Every logbook role may describe and create its topics (each process makes
-# sure they exist) and read and write the workspace keys.
+# sure they exist); all but the decider read and write the workspace keys.
 grant_roles() {
   local p=$ACL_PREFIX r
   acl() { run_tool org.apache.kafka.tools.AclCommand --bootstrap-server "$BOOTSTRAP" --command-config "$DIR/client.properties" \
     --add --allow-principal "User:$1" "${@:2}" >>"$DIR/acl.log" 2>&1 || die "AclCommand for $1 failed: see $DIR/acl.log"; }
   for r in api decider projector agent; do
     acl "$r" --resource-pattern-type prefixed --topic "$p" --operation Describe --operation Create --operation DescribeConfigs
+  done
+  for r in api projector agent; do
     acl "$r" --topic "${p}workspace-keys" --operation Read --operation Write
   done
   acl api --topic "${p}commands" --topic "${p}access" --operation Write
