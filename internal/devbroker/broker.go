@@ -6,7 +6,9 @@
 // of the transaction committed and the rest aborted on restart: a torn
 // transaction, which a real broker never shows. devbroker journals each
 // commit before kfake writes it, as a real coordinator logs PREPARE_COMMIT,
-// and on start completes the commit the journal says was under way.
+// and on start completes the commit the journal says was under way. A kill
+// can also land between a batch and its index entry (index.go): devbroker
+// writes the missing entries before kfake reads them.
 package devbroker
 
 import (
@@ -54,7 +56,15 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	opts := append([]kfake.Opt{kfake.DataDir(filepath.Join(cfg.Dir, "kafka"))}, cfg.Opts...)
+	data := filepath.Join(cfg.Dir, "kafka")
+	repaired, err := repairIndexes(data, cfg.Sync)
+	if err != nil {
+		return nil, fmt.Errorf("embedded kafka: %w", err)
+	}
+	if repaired > 0 {
+		cfg.Logger.Warn("embedded kafka: wrote the index entries a crash had left unwritten", "entries", repaired)
+	}
+	opts := append([]kfake.Opt{kfake.DataDir(data)}, cfg.Opts...)
 	if cfg.Sync {
 		opts = append(opts, kfake.SyncWrites())
 	}

@@ -283,3 +283,88 @@ func TestTornCommitIsCompletedOnStartWithSASL(t *testing.T) {
 	defer func() { sasl = kafka.SASL{} }()
 	TestTornCommitIsCompletedOnStart(t)
 }
+
+// A kill between a transaction's batch and its index entry: kfake alone
+// shows the records of the transaction the kill cut short as committed (here
+// as on a partition of the decider state, where that meant state without its
+// events); devbroker keeps them aborted, then and after the next crash.
+func TestTransactionCutShortBeforeItsIndexEntryStaysAborted(t *testing.T) {
+	dir := t.TempDir()
+	b := start(t, dir)
+	if _, err := kadm.NewClient(client(t, b)).CreateTopic(ctxFor(t, time.Minute), 1, 1, nil, "x"); err != nil {
+		t.Fatal(err)
+	}
+	transactional(t, b.ListenAddrs(), "w1", "first", true)
+	transactional(t, b.ListenAddrs(), "w1", "cut short", false)
+	crashed := kafkatest.CrashImage(t, dir)
+	idx := filepath.Join(crashed, "kafka", "partitions", "x-0", "0.idx")
+	raw, err := os.ReadFile(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(idx, raw[:len(raw)-15], 0o600); err != nil { // the last entry unwritten
+		t.Fatal(err)
+	}
+
+	plain := kafkatest.CrashImage(t, crashed)
+	c := kafkatest.DiskCluster(t, filepath.Join(plain, "kafka"))
+	if got := values(t, c.ListenAddrs(), "x"); !slices.Equal(got, []string{"first", "cut short"}) {
+		t.Fatalf("plain kfake: want the aborted records shown, got %v", got)
+	}
+	c.Close()
+
+	b = start(t, crashed)
+	if got := values(t, b.ListenAddrs(), "x"); !slices.Equal(got, []string{"first"}) {
+		t.Fatalf("after the crash: want only the committed record, got %v", got)
+	}
+	// The next process writes under a transactional id of its own, as the
+	// decider does; its commits are read at the right place after a crash.
+	transactional(t, b.ListenAddrs(), "w2", "next", true)
+	again := kafkatest.CrashImage(t, crashed)
+	b.Close()
+	b = start(t, again)
+	if got := values(t, b.ListenAddrs(), "x"); !slices.Equal(got, []string{"first", "next"}) {
+		t.Fatalf("after a second crash: got %v", got)
+	}
+}
+
+// transactional writes val to partition 0 of topic x in a transaction of
+// id, and commits it or leaves it open.
+func transactional(t *testing.T, addrs []string, id, val string, commit bool) {
+	t.Helper()
+	cl, err := kgo.NewClient(append(conn(addrs), kgo.TransactionalID(id), kgo.DefaultProduceTopic("x"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := ctxFor(t, time.Minute)
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(val)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if commit {
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// values reads partition 0 of a topic, committed records only.
+func values(t *testing.T, addrs []string, topic string) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(conn(addrs)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []string
+	if err := kafka.ReadToEnd(ctxFor(t, time.Minute), cl, topic, map[int32]int64{0: 0}, func(r *kgo.Record) error {
+		out = append(out, string(r.Value))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

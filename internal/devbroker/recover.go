@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -14,9 +15,11 @@ import (
 	"github.com/logbook-dev/logbook/internal/kafka"
 )
 
-// recoveryTxnID is the transactional id that re-writes a torn commit; one
-// id, so a recovery cut short is fenced by the next.
-const recoveryTxnID = "logbook-dev-txn-recovery"
+// recoveryTxnID starts the transactional id that re-writes a torn commit.
+// Each recovery takes an id of its own: kfake aborts a transaction a crash
+// cut short without writing its abort marker, and readers would then skip the
+// later records of the same producer id in that partition.
+const recoveryTxnID = "logbook-dev-txn-recovery-"
 
 // recoveryTimeout bounds the whole repair at start.
 const recoveryTimeout = 2 * time.Minute
@@ -142,7 +145,7 @@ func sameRecord(a, b *kgo.Record) bool {
 // rewrite writes records again, to the partitions they came from, in one
 // transaction.
 func rewrite(ctx context.Context, conn []kgo.Opt, records []*kgo.Record) error {
-	cl, err := kgo.NewClient(append(conn, kgo.TransactionalID(recoveryTxnID),
+	cl, err := kgo.NewClient(append(conn, kgo.TransactionalID(recoveryTxnID+strconv.FormatInt(time.Now().UnixNano(), 36)),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		return err
