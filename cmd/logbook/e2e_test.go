@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/internal/kafka"
@@ -465,27 +467,75 @@ func TestBadInputGetsPreciseProblems(t *testing.T) {
 	p.stop()
 }
 
-// TestLoadgenReportsWhatItSent keeps `make bench` honest: loadgen's figures
-// add up and every accepted command reaches the read models.
-func TestLoadgenReportsWhatItSent(t *testing.T) {
-	p := startDev(t, t.TempDir())
-	out, err := exec.Command(binary, "loadgen", "--url", p.URL, "--key", p.Key, "--workspaces", "3",
-		"--commands", "300", "--concurrency", "8", "--json", "--timeout", "2m").Output()
+// TestLoadgenChecksEveryAcknowledgedCommand: loadgen's figures add up, its
+// checker follows every acknowledged command of a lifecycle mix to the log
+// and the read models and finds them clean; after a task of the run is
+// changed behind the log's back, `loadgen check` on the run's report finds
+// exactly that task and fails.
+func TestLoadgenChecksEveryAcknowledgedCommand(t *testing.T) {
+	dir := t.TempDir()
+	p := startDev(t, dir)
+	report := filepath.Join(t.TempDir(), "run.json")
+	out, err := exec.Command(binary, "loadgen", "--url", p.URL, "--key", p.Key, "--data", dir, "--workspaces", "4",
+		"--commands", "400", "--concurrency", "8", "--json", "--progress=false", "--timeout", "2m", "--report", report).Output()
 	if err != nil {
 		t.Fatalf("loadgen: %v\n%s", err, out)
 	}
-	var res map[string]float64
+	var res map[string]any
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("loadgen output %q: %v", out, err)
 	}
-	if res["accepted"]+res["refused"]+res["failed"] != 300 || res["accepted"] == 0 || res["failed"] != 0 {
+	n := func(k string) float64 { v, _ := res[k].(float64); return v }
+	if n("accepted")+n("refused")+n("failed") != 400 || n("accepted") == 0 || n("failed") != 0 {
 		t.Fatalf("loadgen figures do not add up: %v", res)
 	}
-	if res["end_to_end_per_s"] <= 0 || res["end_to_end_per_s"] > res["accepted_per_s"] {
-		t.Fatalf("end-to-end rate %v must be positive and at most the accepted rate %v", res["end_to_end_per_s"], res["accepted_per_s"])
+	if n("end_to_end_per_s") <= 0 || n("end_to_end_per_s") > n("accepted_per_s") {
+		t.Fatalf("end-to-end rate %v must be positive and at most the accepted rate %v", n("end_to_end_per_s"), n("accepted_per_s"))
 	}
+	if res["check_ok"] != true || n("lost")+n("duplicated")+n("seq_gaps")+n("read_model_mismatches") != 0 {
+		t.Fatalf("the check of a sound run failed: %v", res)
+	}
+	page, err := os.ReadFile(strings.TrimSuffix(report, ".json") + ".html")
+	if err != nil || !strings.Contains(string(page), "<svg") || strings.Contains(string(page), "<script") {
+		t.Fatalf("HTML report: %v", err)
+	}
+
+	// Change one pending task of the run in the read models, not in the log.
+	var rep struct {
+		Workspaces []string `json:"workspace_ids"`
+		History    []struct {
+			Op, Workspace, Task string
+		} `json:"history"`
+	}
+	raw, err := os.ReadFile(report)
+	if err != nil || json.Unmarshal(raw, &rep) != nil || len(rep.Workspaces) != 4 {
+		t.Fatalf("report %s: %v", report, err)
+	}
+	url, err := os.ReadFile(filepath.Join(dir, "postgres.url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, strings.TrimSpace(string(url)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	var task string
+	if err := db.QueryRow(ctx, `UPDATE tasks SET status = 'completed'
+		WHERE (workspace_id, id) = (SELECT workspace_id, id FROM tasks WHERE workspace_id = ANY($1) AND status = 'pending' LIMIT 1)
+		RETURNING id`, rep.Workspaces).Scan(&task); err != nil {
+		t.Fatalf("no pending task of the run to change: %v", err)
+	}
+	out, err = exec.Command(binary, "loadgen", "check", "--url", p.URL, "--key", p.Key, "--data", dir,
+		"--report", report, "--check-wait", "2s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "read-model mismatches 1 ") ||
+		!strings.Contains(string(out), "task "+task+" is completed, the log says pending") {
+		t.Fatalf("loadgen check must find the changed task %s and fail: %v\n%s", task, err, out)
+	}
+
 	if out, err := exec.Command(binary, "loadgen", "--url", "http://10.0.0.1:8080", "--key", "k").CombinedOutput(); err == nil {
-		t.Fatalf("loadgen must refuse non-loopback targets: %s", out)
+		t.Fatalf("loadgen must refuse non-loopback targets without --allow-remote: %s", out)
 	}
 	p.stop()
 }

@@ -1,197 +1,236 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/loadgen"
 )
 
-// runLoadgen drives a running logbook over HTTP with a bounded number of
-// task.create commands and reports the accepted rate (202s per second) and
-// the end-to-end rate (until every command's events are in the read models).
-// It only talks to loopback addresses and always stops by itself.
+// runLoadgen drives a running logbook over HTTP (internal/loadgen), then
+// checks against the log and the read models that every acknowledged
+// command got exactly one outcome. It stops by itself: after --commands,
+// --duration or --timeout, whichever comes first.
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "check" {
+		return runLoadgenCheck(ctx, args[1:], stdout, stderr)
+	}
+	cfg, err := baseConfig()
+	if err != nil {
+		return err
+	}
 	fs := newFlags("loadgen", stderr)
-	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL (loopback only)")
+	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL")
 	key := fs.String("key", env("LOGBOOK_API_KEY", ""), "API key (writer or admin)")
-	nWS := fs.Int("workspaces", 50, "workspaces to spread the load over")
-	total := fs.Int("commands", 10000, "task.create commands to send")
-	conc := fs.Int("concurrency", 64, "concurrent HTTP clients")
-	timeout := fs.Duration("timeout", 5*time.Minute, "stop after this long, whatever happened")
+	nWS := fs.Int("workspaces", 50, "workspaces to create and spread the load over")
+	total := fs.Int("commands", 10000, "stop after sending this many commands (0: no bound, then --duration is required)")
+	duration := fs.Duration("duration", 0, "stop sending after this long (0: no bound)")
+	conc := fs.Int("concurrency", 64, "clients of the closed loop, or the cap on requests in flight with --rate")
+	rate := fs.Float64("rate", 0, "open loop: start this many commands per second whatever the answers (0: closed loop)")
+	mixFlag := fs.String("mix", loadgen.DefaultMix, "operations and their weights: create, assign, start, complete, cancel, rename")
+	retries := fs.Int("retries", 5, "attempts after a 429/503 (waiting Retry-After) or a lost connection, same Idempotency-Key")
+	inputBytes := fs.Int("input-bytes", 256, "size of each task's input and output, sensitive fields the API encrypts")
+	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the workload's choices")
+	timeout := fs.Duration("timeout", 15*time.Minute, "stop after this long, whatever happened")
 	asJSON := fs.Bool("json", false, "print the figures as one JSON object")
-	inputBytes := fs.Int("input-bytes", 256, "size of each task's input, a sensitive field the API encrypts")
+	report := fs.String("report", "", "write the full report to FILE.json and a self-contained FILE.html beside it")
+	check := fs.Bool("check", true, "follow every acknowledged command to its outcome in the log and compare the read models; needs the broker")
+	checkWait := fs.Duration("check-wait", 2*time.Minute, "how long outcomes and projections may lag before the check counts them missing")
+	progress := fs.Bool("progress", true, "a progress line a second on stderr")
+	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker (for --check and lag)")
+	remote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address (your own deployment)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(*base, "http://127.") && !strings.HasPrefix(*base, "http://localhost") && !strings.HasPrefix(*base, "http://[::1]") {
-		return errors.New("loadgen only targets loopback addresses")
+	if err := checkTarget(*base, *remote); err != nil {
+		return err
 	}
 	if *key == "" {
 		return errors.New("--key (or LOGBOOK_API_KEY) is required")
 	}
-	if *nWS < 1 || *total < 1 || *conc < 1 || *conc > 1024 {
-		return errors.New("workspaces, commands must be >= 1 and concurrency 1..1024")
-	}
 	if *inputBytes < 0 || *inputBytes > domain.MaxTextLen {
 		return fmt.Errorf("--input-bytes must be 0..%d", domain.MaxTextLen)
 	}
-	input := strings.Repeat("lorem ipsum ", *inputBytes/12+1)[:*inputBytes]
+	mix, err := loadgen.ParseMix(*mixFlag)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}
-	post := func(path string, body any, prefer string) (int, map[string]any, error) {
-		raw, _ := json.Marshal(body)
-		req, err := http.NewRequestWithContext(ctx, "POST", *base+path, bytes.NewReader(raw))
-		if err != nil {
-			return 0, nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+*key)
-		req.Header.Set("Content-Type", "application/json")
-		if prefer != "" {
-			req.Header.Set("Prefer", prefer)
-		}
-		resp, err := cl.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out, nil
-	}
 
-	spaces := make([]string, *nWS)
-	for i := range spaces {
-		st, out, err := post("/v1/workspaces", map[string]any{"name": fmt.Sprintf("load-%d", i)}, "wait=30")
-		if err != nil || st != http.StatusCreated {
-			return fmt.Errorf("create workspace: status %d: %v %v", st, err, out)
-		}
-		spaces[i], _ = out["workspace_id"].(string)
+	lc := loadgen.Config{URL: strings.TrimRight(*base, "/"), Key: *key, Workspaces: *nWS, Commands: *total,
+		Duration: *duration, Concurrency: *conc, Rate: *rate, Mix: mix, InputBytes: *inputBytes,
+		Retries: *retries, Seed: *seed}
+	if *progress {
+		lc.Progress = stderr
 	}
-	baseline := map[string]float64{}
-	for _, ws := range spaces {
-		seq, err := lastSeq(ctx, cl, *base, *key, ws)
+	// The broker, when it can be found, gives the lag of every consumer
+	// group for the report; the check needs it.
+	brokerErr := toolKafka(&cfg, *dir)
+	var from map[string]map[int32]int64
+	if brokerErr == nil {
+		adm, closeAdm, err := adminClient(cfg.Kafka)
 		if err != nil {
 			return err
 		}
-		baseline[ws] = seq
-	}
-
-	var (
-		next, accepted, refused, failed atomic.Int64
-		latMu                           sync.Mutex
-		lats                            []time.Duration
-		perWS                           = make([]atomic.Int64, *nWS)
-	)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < *conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(*total) {
-					break
-				}
-				t0 := time.Now()
-				st, _, err := post("/v1/workspaces/"+spaces[i%int64(*nWS)]+"/tasks",
-					map[string]any{"title": fmt.Sprintf("load %d", i), "input": input, "priority": i % 10}, "")
-				switch {
-				case err != nil:
-					failed.Add(1)
-				case st == http.StatusAccepted:
-					accepted.Add(1)
-					perWS[i%int64(*nWS)].Add(1)
-					mine = append(mine, time.Since(t0))
-				case st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable:
-					refused.Add(1)
-				default:
-					failed.Add(1)
-				}
-			}
-			latMu.Lock()
-			lats = append(lats, mine...)
-			latMu.Unlock()
-		}()
-	}
-	wg.Wait()
-	acceptedIn := time.Since(start)
-
-	// End to end: every accepted command's event is in the read models.
-	for i, ws := range spaces {
-		want := baseline[ws] + float64(perWS[i].Load())
-		for {
-			seq, err := lastSeq(ctx, cl, *base, *key, ws)
-			if err != nil {
-				return fmt.Errorf("end to end: %w", err)
-			}
-			if seq >= want {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("end to end: timed out with workspace %s at seq %.0f of %.0f", ws, seq, want)
-			case <-time.After(20 * time.Millisecond):
+		defer closeAdm()
+		lc.Lag = func(ctx context.Context) (map[string]int64, error) { return groupLags(ctx, adm) }
+		if *check {
+			if from, err = loadgen.LogEnds(ctx, cfg.Kafka); err != nil {
+				return fmt.Errorf("the log's end before the run: %w", err)
 			}
 		}
+	} else if *check {
+		return fmt.Errorf("--check reads the log: %w (or pass --check=false)", brokerErr)
 	}
-	e2e := time.Since(start)
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	pct := func(p float64) time.Duration {
-		if len(lats) == 0 {
-			return 0
+
+	res, err := loadgen.Run(ctx, lc)
+	if err != nil {
+		return err
+	}
+	res.LogFrom = from
+	if *check {
+		res.Check, err = loadgen.Check(ctx, res, loadgen.CheckConfig{Kafka: cfg.Kafka, Wait: *checkWait},
+			lc.URL, *key, &http.Client{Timeout: 30 * time.Second})
+		if err != nil {
+			return err
 		}
-		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
 	}
-	res := map[string]any{
-		"commands": *total, "accepted": accepted.Load(), "refused": refused.Load(), "failed": failed.Load(),
-		"concurrency": *conc, "workspaces": *nWS, "input_bytes": *inputBytes,
-		"accepted_per_s":   float64(accepted.Load()) / acceptedIn.Seconds(),
-		"end_to_end_per_s": float64(accepted.Load()) / e2e.Seconds(),
-		"p50_ms":           float64(pct(0.50).Microseconds()) / 1000, "p99_ms": float64(pct(0.99).Microseconds()) / 1000,
-		"accept_seconds": acceptedIn.Seconds(), "end_to_end_seconds": e2e.Seconds(),
+	if *report != "" {
+		html, err := res.WriteFiles(*report)
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		fmt.Fprintf(stderr, "report: %s and %s\n", *report, html)
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(res)
+		if err := json.NewEncoder(stdout).Encode(res.Summary()); err != nil {
+			return err
+		}
+	} else {
+		res.WriteText(stdout)
 	}
-	fmt.Fprintf(stdout, "sent %d: accepted %d, refused %d, failed %d\n", *total, accepted.Load(), refused.Load(), failed.Load())
-	fmt.Fprintf(stdout, "accepted: %.0f commands/s (p50 %.1f ms, p99 %.1f ms)\n", res["accepted_per_s"], res["p50_ms"], res["p99_ms"])
-	fmt.Fprintf(stdout, "end to end (in the read models): %.0f commands/s\n", res["end_to_end_per_s"])
+	switch {
+	case res.Check != nil && !res.Check.OK():
+		return errors.New("the check failed: acknowledged commands lost, duplicated, out of order or not in the read models")
+	case res.DrainError != "":
+		return fmt.Errorf("the load did not reach the read models: %s", res.DrainError)
+	case res.Failed > 0:
+		return fmt.Errorf("%d commands failed (an answer other than 2xx, 429 or 503, or none)", res.Failed)
+	}
 	return nil
 }
 
-func lastSeq(ctx context.Context, cl *http.Client, base, key, ws string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/workspaces/"+ws, nil)
+// runLoadgenCheck checks a past run again, from its JSON report, against
+// the log and the read models as they are now: after a restart, a failover
+// or a recovery drill, every command the run had acknowledged must still
+// hold.
+func runLoadgenCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := baseConfig()
 	if err != nil {
-		return 0, err
+		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := cl.Do(req)
+	fs := newFlags("loadgen check", stderr)
+	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL")
+	key := fs.String("key", env("LOGBOOK_API_KEY", ""), "API key that reads the run's workspaces")
+	path := fs.String("report", "", "the JSON report of the run (loadgen --report)")
+	wait := fs.Duration("check-wait", 2*time.Minute, "how long outcomes and projections may lag before the check counts them missing")
+	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	remote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address")
+	asJSON := fs.Bool("json", false, "print the finding as one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkTarget(*base, *remote); err != nil {
+		return err
+	}
+	if *key == "" || *path == "" {
+		return errors.New("--key and --report are required")
+	}
+	res, err := loadgen.ReadReport(*path)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return 0, nil // not projected yet
+	if err := toolKafka(&cfg, *dir); err != nil {
+		return err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET workspace: status %d", resp.StatusCode)
+	c, err := loadgen.Check(ctx, res, loadgen.CheckConfig{Kafka: cfg.Kafka, Wait: *wait},
+		strings.TrimRight(*base, "/"), *key, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return err
 	}
-	var v struct {
-		LastSeq float64 `json:"last_seq"`
+	if *asJSON {
+		err = json.NewEncoder(stdout).Encode(c)
+	} else {
+		c.WriteText(stdout)
 	}
-	return v.LastSeq, json.NewDecoder(resp.Body).Decode(&v)
+	if err == nil && !c.OK() {
+		err = errors.New("the check failed: acknowledged commands lost, duplicated, out of order or not in the read models")
+	}
+	return err
+}
+
+// checkTarget refuses a target that is not on this machine unless the user
+// says it is their own deployment.
+func checkTarget(base string, remote bool) error {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--url %q is not an http(s) URL", base)
+	}
+	if remote {
+		return nil
+	}
+	h := u.Hostname()
+	if h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1" {
+		return nil
+	}
+	return errors.New("loadgen targets loopback addresses unless --allow-remote says the target is your own deployment")
+}
+
+func adminClient(cfg kafka.Config) (*kadm.Client, func(), error) {
+	cl, err := kgo.NewClient(cfg.Opts()...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kadm.NewClient(cl), cl.Close, nil
+}
+
+// groupLags sums the lag of each logbook consumer group.
+func groupLags(ctx context.Context, adm *kadm.Client) (map[string]int64, error) {
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var groups []string
+	for _, g := range listed.Groups() {
+		if strings.HasPrefix(g, "logbook") {
+			groups = append(groups, g)
+		}
+	}
+	if len(groups) == 0 {
+		return nil, nil
+	}
+	lags, err := adm.Lag(ctx, groups...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for g, l := range lags {
+		if l.Error() == nil {
+			out[strings.TrimPrefix(g, "logbook-")] = l.Lag.Total()
+		}
+	}
+	return out, nil
 }

@@ -31,8 +31,12 @@ Usage:
   logbook keys signing [--id ID] | --public FILE  print a new command signing key (private line), or the public line of one
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
-  logbook loadgen --key KEY [--url URL] [--commands N] [--concurrency C] [--workspaces W] [--json]
-                                                 bounded load on a loopback logbook; prints accepted and end-to-end rates
+  logbook loadgen --key KEY [--url URL] [--workspaces W] [--commands N] [--duration D] [--concurrency C]
+                [--rate R] [--mix create=70,...] [--report FILE.json] [--check=false] [--json]
+                                                 a command mix, closed loop or open at R/s; rates, HDR latency, lag;
+                                                 then checks every acknowledged command in the log and read models
+  logbook loadgen check --report FILE.json --key KEY
+                                                 check a past run again against the log and read models as they are now
 
 Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
