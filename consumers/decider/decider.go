@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,15 +91,32 @@ type Decider struct {
 	restoreMu sync.Mutex
 	restores  map[int32]RestoreStatus // by partition, see Restores
 
-	stats Stats
+	stats counters
 }
 
-// Stats are running counters, for metrics and tests.
+// Stats are the decider's counters, for metrics and tests. Only work of
+// committed transactions counts, except Aborts.
 type Stats struct {
-	mu                               sync.Mutex
 	Commands, Accepted, Rejected     int64
 	Duplicates, Events, Transactions int64
 	Aborts                           int64
+}
+
+// counters are the running Stats.
+type counters struct {
+	commands, accepted, rejected     atomic.Int64
+	duplicates, events, transactions atomic.Int64
+	aborts                           atomic.Int64
+}
+
+// add counts the work of one committed transaction.
+func (c *counters) add(st Stats) {
+	c.commands.Add(st.Commands)
+	c.accepted.Add(st.Accepted)
+	c.rejected.Add(st.Rejected)
+	c.duplicates.Add(st.Duplicates)
+	c.events.Add(st.Events)
+	c.transactions.Add(1)
 }
 
 // New builds a decider; Run starts it.
@@ -141,10 +159,9 @@ func (d *Decider) Close() { d.sess.Close() }
 
 // Snapshot returns a copy of the counters.
 func (d *Decider) Snapshot() Stats {
-	d.stats.mu.Lock()
-	defer d.stats.mu.Unlock()
-	return Stats{Commands: d.stats.Commands, Accepted: d.stats.Accepted, Rejected: d.stats.Rejected,
-		Duplicates: d.stats.Duplicates, Events: d.stats.Events, Transactions: d.stats.Transactions, Aborts: d.stats.Aborts}
+	c := &d.stats
+	return Stats{Commands: c.commands.Load(), Accepted: c.accepted.Load(), Rejected: c.rejected.Load(),
+		Duplicates: c.duplicates.Load(), Events: c.events.Load(), Transactions: c.transactions.Load(), Aborts: c.aborts.Load()}
 }
 
 // Run processes commands until ctx ends.
@@ -192,9 +209,7 @@ func (d *Decider) resetState() {
 	d.mu.Lock()
 	d.parts = map[int32]*partitionState{}
 	d.mu.Unlock()
-	d.stats.mu.Lock()
-	d.stats.Aborts++
-	d.stats.mu.Unlock()
+	d.stats.aborts.Add(1)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -208,7 +223,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// process runs one transaction over one poll batch.
+// process runs one transaction over one poll batch: it loads the state of
+// the batch's partitions, decides every command, writes the events, results
+// and changed state records, and commits them with the consumed offsets.
+// Only then does the decided state become the partitions' state.
 func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error) {
 	// Begin first: any failure before End must end in TryAbort, the only
 	// call that rewinds the session to the committed offsets. Returning
@@ -216,93 +234,121 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 	if err := d.sess.Begin(); err != nil {
 		return false, fmt.Errorf("begin: %w", err)
 	}
-	abort := func(cause error) (bool, error) {
-		// A context of its own: the cause may be that ctx ran out (a slow
-		// restore), and an abort that cannot run leaves the session inside
-		// the transaction, so every later Begin fails.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if _, err := d.sess.End(actx, kgo.TryAbort); err != nil {
-			return false, errors.Join(cause, fmt.Errorf("abort: %w", err))
-		}
-		return false, cause
+	parts, err := d.load(ctx, fetches)
+	if err != nil {
+		return d.abort(ctx, err)
 	}
-	parts := map[int32]*partitionState{}
-	var loadErr error
-	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if loadErr != nil || len(fp.Records) == 0 {
-			return
-		}
-		p, err := d.partition(ctx, fp.Partition, fp.Records[0].Offset)
-		if err != nil {
-			loadErr = err
-			return
-		}
-		parts[fp.Partition] = p
-	})
-	if loadErr != nil {
-		return abort(loadErr)
-	}
-
-	var (
-		prodMu  sync.Mutex
-		prodErr error
-	)
-	produce := func(r *kgo.Record) {
-		d.sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				prodMu.Lock()
-				prodErr = errors.Join(prodErr, err)
-				prodMu.Unlock()
-			}
-		})
-	}
-
 	b := newBatch()
-	var st Stats
+	records, st, err := d.decideAll(fetches, parts, b)
+	if err == nil {
+		var state []*kgo.Record
+		state, err = d.stateRecords(fetches, b)
+		records = append(records, state...)
+	}
+	if err != nil {
+		return d.abort(ctx, err)
+	}
+	committed, err := d.write(ctx, records)
+	if err != nil || !committed {
+		return false, err
+	}
+	d.adopt(fetches, parts, b)
+	d.stats.add(st)
+	return true, nil
+}
+
+// abort ends the transaction without committing and returns cause. It has
+// a context of its own: the cause may be that ctx ran out (a slow restore),
+// and an abort that cannot run leaves the session inside the transaction,
+// so every later Begin fails.
+func (d *Decider) abort(ctx context.Context, cause error) (bool, error) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := d.sess.End(actx, kgo.TryAbort); err != nil {
+		return false, errors.Join(cause, fmt.Errorf("abort: %w", err))
+	}
+	return false, cause
+}
+
+// load returns the state of every partition in the batch, restoring those
+// seen for the first time since their assignment.
+func (d *Decider) load(ctx context.Context, fetches kgo.Fetches) (map[int32]*partitionState, error) {
+	parts := map[int32]*partitionState{}
+	var err error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if err != nil || len(fp.Records) == 0 {
+			return
+		}
+		var p *partitionState
+		if p, err = d.partition(ctx, fp.Partition, fp.Records[0].Offset); err == nil {
+			parts[fp.Partition] = p
+		}
+	})
+	return parts, err
+}
+
+// decideAll decides every command of the batch in log order, the changes
+// going to b, and returns the event and result records to write and what
+// the transaction counts.
+func (d *Decider) decideAll(fetches kgo.Fetches, parts map[int32]*partitionState, b *batch) ([]*kgo.Record, Stats, error) {
+	var (
+		out []*kgo.Record
+		st  Stats
+		err error
+	)
 	now := d.cfg.Now
 	fetches.EachRecord(func(r *kgo.Record) {
+		if err != nil {
+			return
+		}
 		st.Commands++
-		res, events := d.decide(parts[r.Partition], b, r, now())
+		res, events := d.decide(parts[r.Partition], b, r, now(), &st)
 		for _, e := range events {
-			val, err := json.Marshal(e)
-			if err != nil {
-				prodMu.Lock()
-				prodErr = errors.Join(prodErr, err)
-				prodMu.Unlock()
+			val, merr := json.Marshal(e)
+			if merr != nil {
+				err = fmt.Errorf("event %s: %w", e.ID, merr)
 				return
 			}
-			produce(&kgo.Record{Topic: d.topics.Events, Partition: r.Partition, Key: []byte(e.WorkspaceID),
+			out = append(out, &kgo.Record{Topic: d.topics.Events, Partition: r.Partition, Key: []byte(e.WorkspaceID),
 				Value: val, Headers: schemas.EventHeaders(e), Timestamp: e.OccurredAt})
 		}
 		st.Events += int64(len(events))
-		switch {
-		case res == nil:
-		case res.Status == schemas.ResultAccepted:
+		if res == nil {
+			return
+		}
+		if res.Status == schemas.ResultAccepted {
 			st.Accepted++
-		default:
+		} else {
 			st.Rejected++
 		}
-		if res != nil {
-			val, _ := json.Marshal(res)
-			produce(&kgo.Record{Topic: d.topics.Results, Partition: r.Partition, Key: []byte(res.WorkspaceID), Value: val,
-				Headers: []kgo.RecordHeader{{Key: schemas.HeaderCommandID, Value: []byte(res.CommandID)}}})
+		val, merr := json.Marshal(res)
+		if merr != nil {
+			err = fmt.Errorf("result of %s: %w", res.CommandID, merr)
+			return
 		}
+		out = append(out, &kgo.Record{Topic: d.topics.Results, Partition: r.Partition, Key: []byte(res.WorkspaceID), Value: val,
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderCommandID, Value: []byte(res.CommandID)}}})
 	})
+	return out, st, err
+}
+
+// stateRecords are the decider-state records of the transaction: each
+// partition's next command offset and every changed aggregate.
+func (d *Decider) stateRecords(fetches kgo.Fetches, b *batch) ([]*kgo.Record, error) {
+	var out []*kgo.Record
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) > 0 {
 			next := encodeOffset(fp.Records[len(fp.Records)-1].Offset + 1)
-			produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: fp.Partition, Key: []byte(keyOffset), Value: next})
+			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: fp.Partition, Key: []byte(keyOffset), Value: next})
 		}
 	})
+	var errs []error
 	state := func(key string, val []byte, err error) {
 		if err != nil {
-			prodMu.Lock()
-			prodErr = errors.Join(prodErr, err)
-			prodMu.Unlock()
+			errs = append(errs, fmt.Errorf("state record %q: %w", key, err))
 			return
 		}
-		produce(&kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[key], Key: []byte(key), Value: val})
+		out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: b.partOf[key], Key: []byte(key), Value: val})
 	}
 	for id, w := range b.workspaces {
 		val, err := encodeWorkspace(*w)
@@ -316,30 +362,32 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 		val, err := encodeKey(k)
 		state(keyKey+id, val, err)
 	}
+	return out, errors.Join(errs...)
+}
 
-	try := kgo.TryCommit
-	if err := d.sess.Client().Flush(ctx); err != nil {
-		return abort(err)
+// write produces the transaction's records and commits it; the first
+// failed record aborts the rest and the transaction.
+func (d *Decider) write(ctx context.Context, records []*kgo.Record) (bool, error) {
+	cl := d.sess.Client()
+	written := kgo.AbortingFirstErrPromise(cl)
+	for _, r := range records {
+		d.sess.Produce(ctx, r, written.Promise())
 	}
-	prodMu.Lock()
-	failed := prodErr
-	prodMu.Unlock()
-	if failed != nil {
-		try = kgo.TryAbort
+	if err := cl.Flush(ctx); err != nil {
+		return d.abort(ctx, err)
 	}
-	committed, err := d.sess.End(ctx, try)
-	if err != nil {
-		return false, err
+	if err := written.Err(); err != nil {
+		return d.abort(ctx, fmt.Errorf("produce: %w", err))
 	}
-	if failed != nil {
-		return false, fmt.Errorf("produce: %w", failed)
-	}
-	if !committed {
-		return false, nil
-	}
+	return d.sess.End(ctx, kgo.TryCommit)
+}
+
+// adopt makes a committed batch's changes the state of the partitions it
+// touched. Partitions revoked meanwhile are absent from d.parts: their
+// state is reloaded by whoever owns them next.
+func (d *Decider) adopt(fetches kgo.Fetches, parts map[int32]*partitionState, b *batch) {
 	d.mu.Lock()
-	// Partitions revoked meanwhile are absent from d.parts: their state is
-	// reloaded by whoever owns them next.
+	defer d.mu.Unlock()
 	live := map[int32]*partitionState{}
 	for p, ps := range parts {
 		if d.parts[p] == ps {
@@ -352,23 +400,11 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 			ps.next = fp.Records[len(fp.Records)-1].Offset + 1
 		}
 	})
-	d.mu.Unlock()
-
-	st.Transactions = 1
-	d.stats.mu.Lock()
-	d.stats.Commands += st.Commands
-	d.stats.Accepted += st.Accepted
-	d.stats.Rejected += st.Rejected
-	d.stats.Duplicates += st.Duplicates
-	d.stats.Events += st.Events
-	d.stats.Transactions++
-	d.stats.mu.Unlock()
-	return true, nil
 }
 
 // decide judges one command record. It returns the result to publish (nil
 // when the record cannot be answered at all) and the sealed events.
-func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Time) (*schemas.Result, []schemas.EventEnvelope) {
+func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Time, st *Stats) (*schemas.Result, []schemas.EventEnvelope) {
 	log := d.cfg.Logger
 	var env schemas.CommandEnvelope
 	if err := json.Unmarshal(r.Value, &env); err != nil || env.ID == "" || env.WorkspaceID == "" {
@@ -403,9 +439,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 		if prev, ok := ws.recent(env.ID); ok {
 			// The first outcome again, or the refusal of a key reused for
 			// another request: no events, and the window keeps the first.
-			d.stats.mu.Lock()
-			d.stats.Duplicates++
-			d.stats.mu.Unlock()
+			st.Duplicates++
 			dup := prev.answer(env, res.DecidedAt)
 			dup.ActorID = env.Actor.ID
 			return &dup, nil

@@ -8,12 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
 	"github.com/logbook-dev/logbook/domain"
@@ -441,5 +445,89 @@ func TestTaskIDsAreScopedToTheirWorkspace(t *testing.T) {
 	}
 	if last[1].WorkspaceID != a || last[1].Status != schemas.ResultRejected || last[1].Code != domain.CodeConflict {
 		t.Errorf("cancelling a's t1 twice: %+v", last[1])
+	}
+}
+
+// The counters count committed work only: a transaction that failed to write
+// its results and was decided again counts its duplicate once.
+func TestCountersLeaveOutAbortedTransactions(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := kafka.Config{Brokers: c.ListenAddrs(), Partitions: 1}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(cfg.Opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	h := &harness{t: t, cfg: cfg, cl: cl}
+	ws, create := newID(), newID()
+	h.send(create, domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "a"})
+	h.send(create, domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "a"}) // redelivery
+
+	// The first write to the results topic fails for good.
+	var failed atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.ProduceRequest)
+		if r.TransactionID == nil || failed.Load() {
+			return nil, nil, false
+		}
+		hit := false
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			name := rt.Topic
+			if info := c.TopicIDInfo(rt.TopicID); name == "" && info != nil {
+				name = info.Topic
+			}
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				if name == cfg.Topics().Results {
+					sp.ErrorCode, hit = kerr.InvalidRecord.Code, true
+				}
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		if !hit {
+			c.KeepControl()
+			return nil, nil, false
+		}
+		failed.Store(true)
+		return resp, nil, true
+	})
+	c.KeepControl()
+
+	d, err := decider.New(decider.Config{Kafka: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SessionTimeout: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(runCtx) }()
+	defer func() { stop(); d.Close(); <-done }()
+
+	results := read(h, cfg.Topics().Results, atLeast[schemas.Result](2))
+	if len(results) != 2 || !failed.Load() {
+		t.Fatalf("want the two answers once, after a failed write; got %d (write failed: %v)", len(results), failed.Load())
+	}
+	var s decider.Stats
+	for s = d.Snapshot(); s.Transactions == 0 && ctx.Err() == nil; s = d.Snapshot() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Aborts < 1 || s.Commands != 2 || s.Duplicates != 1 || s.Accepted != 2 || s.Events != 1 {
+		t.Fatalf("counters after one aborted and one committed transaction: %+v", s)
 	}
 }
