@@ -228,8 +228,24 @@ func groupLags(ctx context.Context, adm *kadm.Client) (map[string]int64, error) 
 	}
 	out := map[string]int64{}
 	for g, l := range lags {
-		if l.Error() == nil {
-			out[strings.TrimPrefix(g, "logbook-")] = l.Lag.Total()
+		if l.Error() != nil {
+			continue
+		}
+		// Only groups that commit their position to Kafka: the projections
+		// keep theirs in Postgres, beside the rows, and their group lag
+		// would only count the whole log.
+		var total int64
+		committed := false
+		for _, ps := range l.Lag {
+			for _, m := range ps {
+				if m.Err == nil && m.Commit.At >= 0 {
+					committed = true
+					total += m.Lag
+				}
+			}
+		}
+		if committed {
+			out[strings.TrimPrefix(g, "logbook-")] = total
 		}
 	}
 	return out, nil
