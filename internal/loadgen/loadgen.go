@@ -194,6 +194,10 @@ func (r *runner) setup(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// setupRetries is the least number of retries of a set-up command: the
+// load cannot start without its workspaces.
+const setupRetries = 20
+
 // setupCommand sends one set-up command and waits for its outcome.
 func (r *runner) setupCommand(ctx context.Context, path, key string, body map[string]any) (Acked, error) {
 	raw, _ := json.Marshal(body)
@@ -213,7 +217,7 @@ func (r *runner) setupCommand(ctx context.Context, path, key string, body map[st
 			r.acked = append(r.acked, a)
 			r.ackMu.Unlock()
 			return a, nil
-		case attempt >= r.cfg.Retries:
+		case attempt >= max(r.cfg.Retries, setupRetries):
 			if err != nil {
 				return Acked{}, err
 			}
