@@ -242,7 +242,7 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 	records, st, err := d.decideAll(fetches, parts, b)
 	if err == nil {
 		var state []*kgo.Record
-		state, err = d.stateRecords(fetches, b)
+		state, err = d.stateRecords(fetches, parts, b)
 		records = append(records, state...)
 	}
 	if err != nil {
@@ -333,8 +333,10 @@ func (d *Decider) decideAll(fetches kgo.Fetches, parts map[int32]*partitionState
 }
 
 // stateRecords are the decider-state records of the transaction: each
-// partition's next command offset and every changed aggregate.
-func (d *Decider) stateRecords(fetches kgo.Fetches, b *batch) ([]*kgo.Record, error) {
+// partition's next command offset, every changed aggregate, and the
+// outcomes each workspace's window took in (a record each) and let go (a
+// tombstone each).
+func (d *Decider) stateRecords(fetches kgo.Fetches, parts map[int32]*partitionState, b *batch) ([]*kgo.Record, error) {
 	var out []*kgo.Record
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) > 0 {
@@ -353,6 +355,26 @@ func (d *Decider) stateRecords(fetches kgo.Fetches, b *batch) ([]*kgo.Record, er
 	for id, w := range b.workspaces {
 		val, err := encodeWorkspace(*w)
 		state(keyWorkspace+id, val, err)
+		p := b.partOf[keyWorkspace+id]
+		var prev []outcome
+		if ps := parts[p]; ps != nil && ps.workspaces[id] != nil {
+			prev = ps.workspaces[id].Recent
+		}
+		added, evicted := windowChanges(prev, w.Recent)
+		if w.legacy {
+			added = w.Recent // the whole window, out of the record that held it
+		}
+		for _, o := range added {
+			val, err := encodeCommand(o)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("command record %s: %w", o.CommandID, err))
+				continue
+			}
+			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, o.CommandID)), Value: val})
+		}
+		for _, c := range evicted {
+			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, c))})
+		}
 	}
 	for id, t := range b.tasks {
 		val, err := encodeTask(t)
@@ -495,7 +517,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	}
 	if taskID != "" && state.Task != nil {
 		k := taskKey(env.WorkspaceID, taskID)
-		b.tasks[k] = state.Task
+		b.tasks[k] = leanTask(state.Task)
 		b.partOf[keyTask+k] = r.Partition
 	}
 	if keyID != "" && state.Key != nil {

@@ -21,9 +21,11 @@ import (
 //     window has two shapes: whole results ("command_id", "status",
 //     "aggregate_id") in the oldest records, compact outcomes ("id",
 //     "rejected", "aggregate") later.
+//
 //   - Format 1: the structs below. Fields added later are optional and
 //     omitted when empty (requests_per_minute; a task's provider and
 //     model), so format 1 written before them reads as it always did.
+//
 //   - Format 2: the values of format 1; task records are keyed by
 //     workspace and task ("task/<workspace>\x00<task>", state.go), where
 //     earlier formats keyed them by task id alone, which let two
@@ -31,10 +33,19 @@ import (
 //     changed so that code reading "task/<id>" refuses these records
 //     instead of misplacing them.
 //
+//   - Format 3: the idempotency window leaves the workspace record, where
+//     every transaction rewrote all of it (up to 256 outcomes), for one
+//     record per remembered command ("cmd/<workspace>\x00<command>",
+//     commandRecord), written once and tombstoned when the window lets it
+//     go. A task record keeps what decisions read (status, assignee,
+//     attempt, usage, version), not the task's text: the events hold that.
+//     A window read from an earlier format is written out as command
+//     records with the workspace's first format-3 record (state.go).
+//
 // A restore reads every format up to stateFormat and refuses a later one
 // loudly: loading what it cannot read as empty would forget decided commands.
 // testdata/state holds records of every format, read by the tests.
-const stateFormat = 2
+const stateFormat = 3
 
 type workspaceRecord struct {
 	V         int             `json:"v"`
@@ -78,6 +89,12 @@ type chainV1 struct {
 	Hash string `json:"hash"`
 }
 
+// commandRecord is one remembered outcome (format 3).
+type commandRecord struct {
+	V int `json:"v"`
+	outcomeRecord
+}
+
 type outcomeRecord struct {
 	ID          string      `json:"id"`
 	Rejected    bool        `json:"rejected,omitempty"`
@@ -106,6 +123,18 @@ type taskRecord struct {
 	Version       int64     `json:"version"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// taskRecordV3 is a task as decisions see it (format 3).
+type taskRecordV3 struct {
+	V           int     `json:"v"`
+	ID          string  `json:"id"`
+	WorkspaceID string  `json:"workspace_id"`
+	Assignee    string  `json:"assignee,omitempty"`
+	Status      string  `json:"status"`
+	Attempt     int     `json:"attempt"`
+	Usage       usageV1 `json:"usage"`
+	Version     int64   `json:"version"`
 }
 
 type usageV1 struct {
@@ -204,16 +233,39 @@ func encodeWorkspace(w workspaceState) ([]byte, error) {
 		}
 		rec.Workspace = &v
 	}
-	for _, o := range w.Recent {
-		rec.Recent = append(rec.Recent, outcomeRecord{ID: o.CommandID, Rejected: o.Rejected, Code: o.Code,
-			Reason: o.Reason, Field: o.Field, AggregateID: o.AggregateID, Digest: o.Digest})
-	}
 	return json.Marshal(rec)
 }
 
-func decodeWorkspace(value []byte) (*workspaceState, error) {
-	if _, err := formatOf(value); err != nil {
-		return nil, err
+// encodeCommand is the record of one outcome of the window.
+func encodeCommand(o outcome) ([]byte, error) {
+	return json.Marshal(commandRecord{V: stateFormat, outcomeRecord: outcomeRecord{ID: o.CommandID, Rejected: o.Rejected,
+		Code: o.Code, Reason: o.Reason, Field: o.Field, AggregateID: o.AggregateID, Digest: o.Digest}})
+}
+
+func decodeCommand(value []byte) (outcome, error) {
+	format, err := formatOf(value)
+	if err != nil {
+		return outcome{}, err
+	}
+	if format < 3 {
+		return outcome{}, fmt.Errorf("command record of format %d: no logbook writes it", format)
+	}
+	var o outcomeV0
+	if err := json.Unmarshal(value, &o); err != nil {
+		return outcome{}, err
+	}
+	if o.ID == "" {
+		return outcome{}, errors.New("command record without an id")
+	}
+	return o.outcome(), nil
+}
+
+// decodeWorkspace reads a workspace record; held says whether it holds the
+// window (formats before 3), which then replaces the one in memory.
+func decodeWorkspace(value []byte) (w *workspaceState, held bool, err error) {
+	format, err := formatOf(value)
+	if err != nil {
+		return nil, false, err
 	}
 	// Format 0 spelled the workspace and the chain as format 1 does; only
 	// its window differs, and outcomeV0 reads every shape.
@@ -223,9 +275,9 @@ func decodeWorkspace(value []byte) (*workspaceState, error) {
 		Recent    []outcomeV0  `json:"recent"`
 	}
 	if err := json.Unmarshal(value, &rec); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	w := &workspaceState{Chain: schemas.Chain(rec.Chain)}
+	w = &workspaceState{Chain: schemas.Chain(rec.Chain)}
 	if v := rec.Workspace; v != nil {
 		ws := &domain.Workspace{ID: v.ID, Name: v.Name, Status: v.Status, Version: v.Version, CreatedAt: v.CreatedAt,
 			Policy: domain.AIPolicy(v.Policy)}
@@ -243,24 +295,36 @@ func decodeWorkspace(value []byte) (*workspaceState, error) {
 		}
 		w.Workspace = ws
 	}
+	if format >= 3 {
+		if len(rec.Recent) > 0 {
+			return nil, false, errors.New("a format-3 workspace record holds a window")
+		}
+		return w, false, nil
+	}
 	for i, o := range rec.Recent {
 		out := o.outcome()
 		if out.CommandID == "" {
-			return nil, fmt.Errorf("window entry %d has no command id", i)
+			return nil, false, fmt.Errorf("window entry %d has no command id", i)
 		}
 		w.Recent = append(w.Recent, out)
 	}
-	return w, nil
+	return w, true, nil
 }
 
 func encodeTask(t *domain.Task) ([]byte, error) {
-	return json.Marshal(taskRecord{V: stateFormat, ID: t.ID, WorkspaceID: t.WorkspaceID, Title: t.Title, Input: t.Input,
-		Priority: t.Priority, Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output,
-		Provider: t.Provider, Model: t.Model, FailureReason: t.FailureReason, Usage: usageV1(t.Usage), Version: t.Version, CreatedAt: t.CreatedAt,
-		UpdatedAt: t.UpdatedAt})
+	return json.Marshal(taskRecordV3{V: stateFormat, ID: t.ID, WorkspaceID: t.WorkspaceID, Assignee: t.Assignee,
+		Status: t.Status, Attempt: t.Attempt, Usage: usageV1(t.Usage), Version: t.Version})
 }
 
-// decodeTask reads formats 0 and 1, which spell a task alike.
+// leanTask is the part of a task decisions read; the decider keeps no more
+// in memory, whatever format it was read from.
+func leanTask(t *domain.Task) *domain.Task {
+	return &domain.Task{ID: t.ID, WorkspaceID: t.WorkspaceID, Assignee: t.Assignee, Status: t.Status,
+		Attempt: t.Attempt, Usage: t.Usage, Version: t.Version}
+}
+
+// decodeTask reads every format (0 to 2 spell a task alike; 3 keeps only
+// what decisions read, and so does the task it returns).
 func decodeTask(value []byte) (*domain.Task, error) {
 	if _, err := formatOf(value); err != nil {
 		return nil, err
@@ -272,9 +336,8 @@ func decodeTask(value []byte) (*domain.Task, error) {
 	if r.ID == "" {
 		return nil, errors.New("task record without an id")
 	}
-	return &domain.Task{ID: r.ID, WorkspaceID: r.WorkspaceID, Title: r.Title, Input: r.Input, Priority: r.Priority,
-		Assignee: r.Assignee, Status: r.Status, Attempt: r.Attempt, Output: r.Output, Provider: r.Provider, Model: r.Model, FailureReason: r.FailureReason,
-		Usage: domain.TokenUsage(r.Usage), Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}, nil
+	return &domain.Task{ID: r.ID, WorkspaceID: r.WorkspaceID, Assignee: r.Assignee, Status: r.Status, Attempt: r.Attempt,
+		Usage: domain.TokenUsage(r.Usage), Version: r.Version}, nil
 }
 
 func encodeKey(k *domain.Key) ([]byte, error) {

@@ -45,28 +45,44 @@ func goldenState(t *testing.T) *partitionState {
 				Reason: `task "0190d6a4-0000-7000-8000-00000000b001" cannot go from pending to completed`},
 		},
 	}
-	p.tasks[taskKey(goldenWS, goldenTask)] = &domain.Task{ID: goldenTask, WorkspaceID: goldenWS, Title: "golden task", Input: "in", Priority: 1,
-		Status: domain.TaskStatusPending, Version: 1, CreatedAt: at("2026-11-23T23:51:44.61Z"), UpdatedAt: at("2026-11-23T23:51:44.61Z")}
+	// The task as decisions see it: every format restores this much (the
+	// title "golden task", input "in", priority 1 and times of the older
+	// formats stay in their files, unread).
+	p.tasks[taskKey(goldenWS, goldenTask)] = &domain.Task{ID: goldenTask, WorkspaceID: goldenWS,
+		Status: domain.TaskStatusPending, Version: 1}
 	p.keys[goldenKey] = &domain.Key{ID: goldenKey, Role: domain.RoleReader, Label: "golden", Status: domain.KeyStatusRevoked,
 		Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Version: 2,
 		IssuedAt: at("2026-11-24T10:00:00.5Z"), RevokedAt: at("2026-11-24T10:05:00Z")}
 	return p
 }
 
+// goldenCommands are the window's command records of format 3 and later,
+// in log order: the files cmd1.json, cmd2.json… of a golden directory.
+var goldenCommands = []string{"0190d6a4-0000-7000-8000-00000000c001", "0190d6a4-0000-7000-8000-00000000c002",
+	"0190d6a4-0000-7000-8000-00000000c003"}
+
+// loadGolden applies a golden directory's records in an order a compacted
+// log can hold: the window's command records before the workspace record
+// that came with the last of them.
 func loadGolden(t *testing.T, dir string) *partitionState {
 	t.Helper()
+	type rec struct{ key, file string }
+	recs := []rec{{keyOffset, "offset"}}
+	for i, id := range goldenCommands {
+		recs = append(recs, rec{commandKey(goldenWS, id), "cmd" + strconv.Itoa(i+1) + ".json"})
+	}
+	recs = append(recs, rec{keyWorkspace + goldenWS, "workspace.json"}, rec{keyTask + goldenTask, "task.json"}, rec{keyKey + goldenKey, "key.json"})
 	p := newPartitionState()
-	for key, file := range map[string]string{keyOffset: "offset", keyWorkspace + goldenWS: "workspace.json", keyTask + goldenTask: "task.json",
-		keyKey + goldenKey: "key.json"} {
-		raw, err := os.ReadFile(filepath.Join(dir, file))
-		if errors.Is(err, os.ErrNotExist) && file == "key.json" {
-			continue // keys came with format 1
+	for _, r := range recs {
+		raw, err := os.ReadFile(filepath.Join(dir, r.file))
+		if errors.Is(err, os.ErrNotExist) && (r.file == "key.json" || strings.HasPrefix(r.file, "cmd")) {
+			continue // keys came with format 1, command records with format 3
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.apply(key, bytes.TrimSpace(raw)); err != nil {
-			t.Fatalf("%s/%s: %v", dir, file, err)
+		if err := p.apply(r.key, bytes.TrimSpace(raw)); err != nil {
+			t.Fatalf("%s/%s: %v", dir, r.file, err)
 		}
 	}
 	return p
@@ -84,6 +100,14 @@ func TestStateRecordsOfEveryFormatRestore(t *testing.T) {
 			got := loadGolden(t, dir)
 			if len(got.keys) == 0 && dir < "testdata/state/format1" {
 				got.keys = want.keys
+			}
+			// A window read from a workspace record is written out as
+			// command records at the workspace's next write.
+			if w := got.workspaces[goldenWS]; w != nil {
+				if held := dir < "testdata/state/format3"; w.legacy != held {
+					t.Fatalf("%s: window to write out %v, want %v", dir, w.legacy, held)
+				}
+				w.legacy = false
 			}
 			if got.next != want.next || !reflect.DeepEqual(got.workspaces, want.workspaces) || !reflect.DeepEqual(got.tasks, want.tasks) ||
 				!reflect.DeepEqual(got.keys, want.keys) {
@@ -112,7 +136,16 @@ func TestStateWrittenTodayIsTheNewestGoldenFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for file, got := range map[string][]byte{"workspace.json": ws, "task.json": task, "key.json": key, "offset": encodeOffset(s.next)} {
+	files := map[string][]byte{"workspace.json": ws, "task.json": task, "key.json": key, "offset": encodeOffset(s.next)}
+	for i, o := range s.workspaces[goldenWS].Recent {
+		if o.CommandID != goldenCommands[i] {
+			t.Fatalf("window entry %d is %s, the golden files hold %s", i, o.CommandID, goldenCommands[i])
+		}
+		if files["cmd"+strconv.Itoa(i+1)+".json"], err = encodeCommand(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for file, got := range files {
 		if os.Getenv("LOGBOOK_WRITE_GOLDEN") != "" {
 			if err := os.WriteFile(filepath.Join(dir, file), append(got, '\n'), 0o644); err != nil {
 				t.Fatal(err)
@@ -144,6 +177,12 @@ func TestStateRecordsThisVersionCannotReadFail(t *testing.T) {
 		{keyKey + "k", `{"v":` + next + `,"id":"k"}`, "newer"},
 		{keyKey + "k", `{"id":"k","hash":"00"}`, "without a format"},
 		{keyKey + "k", `{"v":1}`, "without an id"},
+		{commandKey("w", "c1"), `{"v":2,"id":"c1"}`, "no logbook writes it"},
+		{commandKey("w", "c1"), `{"v":` + next + `,"id":"c1"}`, "newer"},
+		{commandKey("w", "c1"), `{"v":3,"id":"c2"}`, "holds command c2"},
+		{commandKey("w", "c1"), `{"v":3}`, "without an id"},
+		{keyCommand + "c1", `{"v":3,"id":"c1"}`, "is not cmd/"},
+		{keyWorkspace + "w", `{"v":3,"workspace":{"id":"w"},"recent":[{"id":"c1"}]}`, "holds a window"},
 	} {
 		err := p.apply(tc.key, []byte(tc.value))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

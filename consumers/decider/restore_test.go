@@ -5,6 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
+	"github.com/logbook-dev/logbook/consumers/replay"
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
@@ -244,7 +248,6 @@ func TestDeciderUpgradesFromTheOldestStateFormat(t *testing.T) {
 		}
 	}
 	_, stop := h.runDecider()
-	defer stop()
 	redelivered, rename, cancel := "0190d6a4-0000-7000-8000-00000000c002", newID(), newID()
 	h.send(redelivered, domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: task, Title: "golden task", Input: "in", Priority: 1})
 	h.send(rename, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "upgraded"})
@@ -271,5 +274,143 @@ func TestDeciderUpgradesFromTheOldestStateFormat(t *testing.T) {
 	}
 	if _, err := schemas.Verify(schemas.Chain{Seq: 2, Hash: hash}, events[0]); err != nil {
 		t.Fatal(err)
+	}
+	stop()
+
+	// Compacted, the state topic keeps the last record of each key. The
+	// window the old workspace record held was written out as command
+	// records before a format-3 workspace record superseded it, so a
+	// decider restoring the compacted topic still knows every command.
+	state := map[string]*kgo.Record{}
+	var order []string
+	part := eventPartition(h, ws)
+	cl2, err := kgo.NewClient(h.cfg.Opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl2.Close()
+	if err := kafka.ReadToEnd(context.Background(), cl2, h.cfg.Topics().DeciderState, map[int32]int64{part: 0}, func(r *kgo.Record) error {
+		if _, seen := state[string(r.Key)]; !seen {
+			order = append(order, string(r.Key))
+		}
+		state[string(r.Key)] = r
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(order, func(i, j int) bool { return state[order[i]].Offset < state[order[j]].Offset })
+	for _, id := range []string{"0190d6a4-0000-7000-8000-00000000c001", redelivered, "0190d6a4-0000-7000-8000-00000000c003", rename, cancel} {
+		if r := state["cmd/"+ws+"\x00"+id]; r == nil || r.Value == nil {
+			t.Fatalf("no command record for %s in the state topic after the upgrade", id)
+		}
+	}
+	if w := string(state["workspace/"+ws].Value); !strings.HasPrefix(w, `{"v":3,`) || strings.Contains(w, `"recent"`) {
+		t.Fatalf("the workspace record after the upgrade: %s", w)
+	}
+	h2 := newHarness(t)
+	pc, err := kgo.NewClient(append(h2.cfg.Opts(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, key := range order {
+		r := state[key]
+		value := r.Value
+		if key == "offset" {
+			value = []byte(`{"v":3,"next_command_offset":0}`) // h2's commands start afresh
+		}
+		if r.Value == nil {
+			continue // compaction drops tombstones
+		}
+		if err := pc.ProduceSync(context.Background(), &kgo.Record{Topic: h2.cfg.Topics().DeciderState, Partition: part,
+			Key: r.Key, Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, stop2 := h2.runDecider()
+	defer stop2()
+	next := newID()
+	h2.send(redelivered, domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: task, Title: "golden task", Input: "in", Priority: 1})
+	h2.send(rename, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "upgraded"})
+	h2.send(next, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "compacted"})
+	again := map[string]schemas.Result{}
+	for _, r := range read(h2, h2.cfg.Topics().Results, atLeast[schemas.Result](3)) {
+		again[r.CommandID] = r
+	}
+	if r := again[redelivered]; r.Status != schemas.ResultAccepted || r.AggregateID != task || len(r.Events) != 0 {
+		t.Fatalf("after compaction, the command of the old window answered %+v", r)
+	}
+	if r := again[rename]; r.Status != schemas.ResultAccepted || len(r.Events) != 0 {
+		t.Fatalf("after compaction, a command remembered in format 3 answered %+v", r)
+	}
+	if r := again[next]; r.Status != schemas.ResultAccepted || len(r.Events) != 1 || r.Events[0].Seq != 5 {
+		t.Fatalf("after compaction, a new command answered %+v, want accepted as seq 5", r)
+	}
+}
+
+// eventPartition is the partition of a workspace's records.
+func eventPartition(h *harness, ws string) int32 {
+	return replay.PartitionOf(ws, h.cfg.Partitions)
+}
+
+// A command the window lets go is tombstoned in the state topic: after
+// compaction the topic holds the window, not every command ever decided.
+func TestWindowLetsGoWithTombstones(t *testing.T) {
+	h := newHarness(t)
+	d, err := decider.New(decider.Config{Kafka: h.cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SessionTimeout: 6 * time.Second, DedupWindow: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	defer func() { cancel(); d.Close(); <-done }()
+
+	ws := newID()
+	ids := []string{newID()}
+	h.send(ids[0], domain.CmdWorkspaceCreate, ws, &domain.WorkspaceCreateCmd{Name: "w"})
+	for i := range 5 {
+		id := newID()
+		ids = append(ids, id)
+		h.send(id, domain.CmdWorkspaceRename, ws, &domain.WorkspaceRenameCmd{Name: "w" + strconv.Itoa(i)})
+	}
+	read(h, h.cfg.Topics().Results, atLeast[schemas.Result](6))
+	cl, err := kgo.NewClient(h.cfg.Opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	live := map[string]bool{}
+	// Read until the last transaction's records are readable (a real
+	// broker marks partitions one by one).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		clear(live)
+		if err := kafka.ReadToEnd(context.Background(), cl, h.cfg.Topics().DeciderState,
+			map[int32]int64{eventPartition(h, ws): 0}, func(r *kgo.Record) error {
+				if k := string(r.Key); strings.HasPrefix(k, "cmd/") {
+					live[strings.TrimPrefix(k, "cmd/"+ws+"\x00")] = r.Value != nil
+				}
+				return nil
+			}); err != nil {
+			t.Fatal(err)
+		}
+		if live[ids[5]] || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i, id := range ids {
+		if want := i >= 3; live[id] != want {
+			t.Errorf("command %d: its record is live %v, want %v (window of 3)", i, live[id], want)
+		}
+	}
+	// An outcome taken in and let go within one transaction leaves no
+	// record at all; every other one let go leaves a tombstone.
+	for id, isLive := range live {
+		if isLive && !slices.Contains(ids[3:], id) {
+			t.Errorf("a record of command %s outside the window", id)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package decider
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,11 +18,14 @@ type workspaceState struct {
 	Workspace *domain.Workspace
 	Chain     schemas.Chain
 	Recent    []outcome // oldest first
+	// legacy says Recent was read from a workspace record that held it
+	// (formats before 3): the next write of the workspace writes it out as
+	// command records, before a format-3 record supersedes the old one.
+	legacy bool
 }
 
-// outcome is the part of a result the idempotency window keeps. It is small
-// on purpose: the window is rewritten with its workspace in every
-// transaction that touches it.
+// outcome is the part of a result the idempotency window keeps: a command
+// record each (format 3).
 type outcome struct {
 	CommandID   string
 	Rejected    bool
@@ -99,6 +103,9 @@ const (
 	// "task/<task>"; a restore places them by the workspace in their value.
 	keyTask = "task/"
 	keyKey  = "key/"
+	// keyCommand starts a remembered outcome's key:
+	// "cmd/<workspace>\x00<command>".
+	keyCommand = "cmd/"
 	// keyOffset holds the next command offset of the partition, written in
 	// every transaction, so a restore can tell whether it is complete.
 	keyOffset = "offset"
@@ -106,6 +113,11 @@ const (
 
 // taskKey names a task within the partition: its workspace and its id.
 func taskKey(workspaceID, taskID string) string { return workspaceID + "\x00" + taskID }
+
+// commandKey is the record key of a remembered outcome.
+func commandKey(workspaceID, commandID string) string {
+	return keyCommand + workspaceID + "\x00" + commandID
+}
 
 // partitionState is the decider's view of the workspaces on one partition.
 type partitionState struct {
@@ -136,11 +148,44 @@ func (p *partitionState) apply(key string, value []byte) error {
 			delete(p.workspaces, id)
 			return nil
 		}
-		w, err := decodeWorkspace(value)
+		w, held, err := decodeWorkspace(value)
 		if err != nil {
 			return fmt.Errorf("workspace %s: %w", id, err)
 		}
+		if had := p.workspaces[id]; !held && had != nil {
+			// The window is in command records, read before or after.
+			w.Recent, w.legacy = had.Recent, had.legacy
+		} else {
+			w.legacy = held && len(w.Recent) > 0
+		}
 		p.workspaces[id] = w
+	case strings.HasPrefix(key, keyCommand):
+		ws, cmd, ok := strings.Cut(strings.TrimPrefix(key, keyCommand), "\x00")
+		if !ok || ws == "" || cmd == "" {
+			return fmt.Errorf("command record key %q is not cmd/<workspace>\\x00<command>", key)
+		}
+		w := p.workspaces[ws]
+		if value == nil {
+			if w != nil {
+				w.Recent = slices.DeleteFunc(w.Recent, func(o outcome) bool { return o.CommandID == cmd })
+			}
+			return nil
+		}
+		o, err := decodeCommand(value)
+		if err != nil {
+			return fmt.Errorf("command %s of workspace %s: %w", cmd, ws, err)
+		}
+		if o.CommandID != cmd {
+			return fmt.Errorf("command record %s holds command %s", cmd, o.CommandID)
+		}
+		if w == nil {
+			// Its workspace's record comes later in the log: it keeps this.
+			w = &workspaceState{}
+			p.workspaces[ws] = w
+		}
+		if _, dup := w.recent(cmd); !dup {
+			w.Recent = append(w.Recent, o)
+		}
 	case strings.HasPrefix(key, keyTask):
 		id := strings.TrimPrefix(key, keyTask)
 		if value == nil {
@@ -213,6 +258,7 @@ func (b *batch) key(p *partitionState, id string) *domain.Key {
 func (b *batch) commit(parts map[int32]*partitionState) {
 	for id, w := range b.workspaces {
 		if p := parts[b.partOf[keyWorkspace+id]]; p != nil {
+			w.legacy = false // written out as command records by this batch
 			p.workspaces[id] = w
 		}
 	}
@@ -226,4 +272,23 @@ func (b *batch) commit(parts map[int32]*partitionState) {
 			p.keys[id] = k
 		}
 	}
+}
+
+// windowChanges compares a workspace's committed window with the one a
+// batch leaves: the outcomes added and the command ids let go, oldest
+// first. Windows only grow at the end and shrink at the front.
+func windowChanges(prev, next []outcome) (added []outcome, evicted []string) {
+	if len(prev) == 0 {
+		return next, nil
+	}
+	last := prev[len(prev)-1].CommandID
+	i := len(next) - 1
+	for i >= 0 && next[i].CommandID != last {
+		i--
+	}
+	// i < 0: the batch let every earlier outcome go.
+	for _, o := range prev[:len(prev)-(i+1)] {
+		evicted = append(evicted, o.CommandID)
+	}
+	return next[i+1:], evicted
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -104,14 +105,58 @@ func TestWorkspaceRecordWrittenBeforeDigestsStillReads(t *testing.T) {
 		got.Status != schemas.ResultRejected || got.Code != domain.CodeConflict || got.Reason == "" {
 		t.Fatalf("old rejected outcome answered %+v", got)
 	}
-	// New outcomes join the old window with their digest, in today's format.
+	// New outcomes join the old window with their digest, in today's
+	// format: a command record each.
 	next := w.remember(schemas.Result{CommandID: "c-new", Status: schemas.ResultAccepted, RequestDigest: d}, 256)
-	val, err := encodeWorkspace(next)
+	added, evicted := windowChanges(w.Recent, next.Recent)
+	if len(added) != 1 || added[0].CommandID != "c-new" || len(evicted) != 0 {
+		t.Fatalf("window changes: added %v, evicted %v", added, evicted)
+	}
+	val, err := encodeCommand(added[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := decodeWorkspace(val)
-	if err != nil || len(back.Recent) != 4 || back.Recent[3].Digest != d[:32] || back.Recent[0].Digest != "" {
-		t.Fatalf("window after a new outcome: %s (%v)", val, err)
+	back := newPartitionState()
+	if err := back.apply(keyWorkspace+ws, raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.apply(commandKey(ws, "c-new"), val); err != nil {
+		t.Fatal(err)
+	}
+	if bw := back.workspaces[ws]; len(bw.Recent) != 4 || bw.Recent[3].Digest != d[:32] || bw.Recent[0].Digest != "" || !bw.legacy {
+		t.Fatalf("window after a new outcome: %+v (%s)", bw, val)
+	}
+}
+
+// The window's changes are what a batch took in and let go, oldest first.
+func TestWindowChanges(t *testing.T) {
+	o := func(ids ...string) []outcome {
+		var out []outcome
+		for _, id := range ids {
+			out = append(out, outcome{CommandID: id})
+		}
+		return out
+	}
+	ids := func(os []outcome) []string {
+		var out []string
+		for _, x := range os {
+			out = append(out, x.CommandID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		prev, next     []outcome
+		added, evicted []string
+	}{
+		{nil, o("a"), []string{"a"}, nil},
+		{o("a", "b"), o("a", "b", "c"), []string{"c"}, nil},
+		{o("a", "b", "c"), o("b", "c", "d"), []string{"d"}, []string{"a"}},
+		{o("a", "b", "c"), o("d", "e", "f"), []string{"d", "e", "f"}, []string{"a", "b", "c"}},
+		{o("a", "b"), o("a", "b"), nil, nil},
+	} {
+		added, evicted := windowChanges(tc.prev, tc.next)
+		if !slices.Equal(ids(added), tc.added) || !slices.Equal(evicted, tc.evicted) {
+			t.Errorf("%v → %v: added %v evicted %v, want %v %v", ids(tc.prev), ids(tc.next), ids(added), evicted, tc.added, tc.evicted)
+		}
 	}
 }
