@@ -645,26 +645,41 @@ type CommandView struct {
 
 // Outcome returns the recorded outcome of a command, or nil while pending.
 func (q *Queries) Outcome(ctx context.Context, id string) (*schemas.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var res schemas.Result
-	var code, reason, field, agg, digest, actor *string
-	var events []byte
-	err := q.pool.QueryRow(ctx, `SELECT id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest, actor_id
-		FROM commands WHERE id = $1`, id).Scan(&res.CommandID, &res.WorkspaceID, &res.CommandType, &res.Status,
-		&code, &reason, &field, &agg, &events, &res.DecidedAt, &digest, &actor)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+	found, err := q.outcomes(ctx, []string{id})
 	if err != nil {
 		return nil, err
 	}
-	res.Code, res.Reason, res.Field, res.AggregateID = domain.Code(deref(code)), deref(reason), deref(field), deref(agg)
-	res.RequestDigest, res.ActorID = deref(digest), deref(actor)
-	if len(events) > 0 {
-		_ = json.Unmarshal(events, &res.Events)
+	return found[id], nil
+}
+
+// outcomes reads the first outcome of each command id it finds, in one
+// query.
+func (q *Queries) outcomes(ctx context.Context, ids []string) (map[string]*schemas.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := q.pool.Query(ctx, `SELECT id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest, actor_id
+		FROM commands WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
 	}
-	return &res, nil
+	defer rows.Close()
+	found := make(map[string]*schemas.Result, len(ids))
+	for rows.Next() {
+		var res schemas.Result
+		var code, reason, field, agg, digest, actor *string
+		var events []byte
+		if err := rows.Scan(&res.CommandID, &res.WorkspaceID, &res.CommandType, &res.Status,
+			&code, &reason, &field, &agg, &events, &res.DecidedAt, &digest, &actor); err != nil {
+			return nil, err
+		}
+		res.Code, res.Reason, res.Field, res.AggregateID = domain.Code(deref(code)), deref(reason), deref(field), deref(agg)
+		res.RequestDigest, res.ActorID = deref(digest), deref(actor)
+		if len(events) > 0 {
+			_ = json.Unmarshal(events, &res.Events)
+		}
+		found[res.CommandID] = &res
+	}
+	return found, rows.Err()
 }
 
 func (q *Queries) getCommand(w http.ResponseWriter, r *http.Request) {

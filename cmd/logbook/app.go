@@ -260,7 +260,11 @@ func (m *Main) Run(ctx context.Context) error {
 		signer := signing.NewBatcher(c.Signer, 0, time.Millisecond)
 		defer signer.Close()
 		queries := projections.NewQueries(m.pool, m.Log).WithOpener(m.ring)
-		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: projections.NewGrants(m.pool),
+		// Every keyed command is looked up before its append: concurrent
+		// lookups share a query.
+		lookups := projections.NewOutcomeBatcher(queries, 0, 0, 0)
+		defer lookups.Close()
+		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: lookups, Grants: projections.NewGrants(m.pool),
 			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys, Fields: m.ring, Signer: signer})
 		throttle := auth.NewThrottle(auth.ThrottleConfig{Failures: c.AuthFailuresPerMinute})
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
