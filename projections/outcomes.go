@@ -9,15 +9,14 @@ import (
 	"github.com/logbook-dev/logbook/schemas"
 )
 
-// OutcomeBatcher answers Outcome like Queries, but the lookups that arrive
-// within a linger share one query: the API tier looks up every keyed
-// command before appending it, and a round trip to Postgres costs far more
-// than the index probe it carries.
-type OutcomeBatcher struct {
-	q      *Queries
+// batcher answers point lookups that arrive within a linger with one query:
+// on the API tier's hot path a round trip to Postgres costs far more than
+// the index probe it carries.
+type batcher[K comparable, V any] struct {
+	fetch  func(context.Context, []K) (map[K]V, error)
 	linger time.Duration
 	max    int
-	in     chan lookup
+	in     chan lookup[K, V]
 	slots  chan struct{} // bounds the queries in flight
 	done   chan struct{}
 	once   sync.Once
@@ -25,19 +24,20 @@ type OutcomeBatcher struct {
 	queries, lookups atomic.Int64
 }
 
-type lookup struct {
-	id    string
-	reply chan lookupReply // buffered: the batch never waits on a caller
+type lookup[K comparable, V any] struct {
+	key   K
+	reply chan lookupReply[V] // buffered: a batch never waits on a caller
 }
 
-type lookupReply struct {
-	res *schemas.Result
-	err error
+type lookupReply[V any] struct {
+	val   V
+	found bool
+	err   error
 }
 
-// NewOutcomeBatcher batches lookups for up to linger (default 1ms) or max
-// ids (default 256), with at most parallel queries at once (default 4).
-func NewOutcomeBatcher(q *Queries, linger time.Duration, max, parallel int) *OutcomeBatcher {
+// newBatcher batches lookups for up to linger (default 1ms) or max keys
+// (default 256), with at most parallel queries at once (default 4).
+func newBatcher[K comparable, V any](fetch func(context.Context, []K) (map[K]V, error), linger time.Duration, max, parallel int) *batcher[K, V] {
 	if linger <= 0 {
 		linger = time.Millisecond
 	}
@@ -47,41 +47,38 @@ func NewOutcomeBatcher(q *Queries, linger time.Duration, max, parallel int) *Out
 	if parallel <= 0 {
 		parallel = 4
 	}
-	b := &OutcomeBatcher{q: q, linger: linger, max: max, in: make(chan lookup, max),
+	b := &batcher[K, V]{fetch: fetch, linger: linger, max: max, in: make(chan lookup[K, V], max),
 		slots: make(chan struct{}, parallel), done: make(chan struct{})}
 	go b.run()
 	return b
 }
 
-// Close stops the batcher; lookups after it fail with context.Canceled.
-func (b *OutcomeBatcher) Close() { b.once.Do(func() { close(b.done) }) }
+func (b *batcher[K, V]) close() { b.once.Do(func() { close(b.done) }) }
 
-// Outcome is the first outcome of a command id, nil when none is recorded.
-func (b *OutcomeBatcher) Outcome(ctx context.Context, id string) (*schemas.Result, error) {
-	reply := make(chan lookupReply, 1)
+// get looks one key up with whatever else arrives meanwhile.
+func (b *batcher[K, V]) get(ctx context.Context, key K) (V, bool, error) {
+	var zero V
+	reply := make(chan lookupReply[V], 1)
 	select {
-	case b.in <- lookup{id: id, reply: reply}:
+	case b.in <- lookup[K, V]{key: key, reply: reply}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, false, ctx.Err()
 	case <-b.done:
-		return nil, context.Canceled
+		return zero, false, context.Canceled
 	}
 	select {
 	case r := <-reply:
-		return r.res, r.err
+		return r.val, r.found, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, false, ctx.Err()
 	}
 }
 
-// Stats returns how many lookups were answered by how many queries.
-func (b *OutcomeBatcher) Stats() (lookups, queries int64) { return b.lookups.Load(), b.queries.Load() }
-
-func (b *OutcomeBatcher) run() {
+func (b *batcher[K, V]) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		var batch []lookup
+		var batch []lookup[K, V]
 		select {
 		case l := <-b.in:
 			batch = append(batch, l)
@@ -104,7 +101,9 @@ func (b *OutcomeBatcher) run() {
 		select {
 		case b.slots <- struct{}{}:
 		case <-b.done:
-			answer(batch, nil, context.Canceled)
+			for _, l := range batch {
+				l.reply <- lookupReply[V]{err: context.Canceled}
+			}
 			return
 		}
 		go func() {
@@ -115,32 +114,56 @@ func (b *OutcomeBatcher) run() {
 }
 
 // flush looks up one batch and answers each caller.
-func (b *OutcomeBatcher) flush(batch []lookup) {
-	ids := make([]string, 0, len(batch))
-	seen := make(map[string]bool, len(batch))
+func (b *batcher[K, V]) flush(batch []lookup[K, V]) {
+	keys := make([]K, 0, len(batch))
+	seen := make(map[K]bool, len(batch))
 	for _, l := range batch {
-		if !seen[l.id] {
-			seen[l.id] = true
-			ids = append(ids, l.id)
+		if !seen[l.key] {
+			seen[l.key] = true
+			keys = append(keys, l.key)
 		}
 	}
 	b.queries.Add(1)
 	b.lookups.Add(int64(len(batch)))
-	found, err := b.q.outcomes(context.Background(), ids)
-	answer(batch, found, err)
-}
-
-func answer(batch []lookup, found map[string]*schemas.Result, err error) {
+	found, err := b.fetch(context.Background(), keys)
 	for _, l := range batch {
-		if err != nil {
-			l.reply <- lookupReply{err: err}
-			continue
-		}
-		var res *schemas.Result
-		if r := found[l.id]; r != nil {
-			c := *r // each caller owns its result
-			res = &c
-		}
-		l.reply <- lookupReply{res: res}
+		v, ok := found[l.key]
+		l.reply <- lookupReply[V]{val: v, found: ok, err: err}
 	}
 }
+
+// OutcomeBatcher answers Outcome like Queries, the lookups that arrive
+// within a millisecond sharing one query: the API tier looks up every keyed
+// command before appending it.
+type OutcomeBatcher struct {
+	b *batcher[string, schemas.Result]
+}
+
+// NewOutcomeBatcher batches lookups for up to linger (default 1ms) or max
+// ids (default 256), with at most parallel queries at once (default 4).
+func NewOutcomeBatcher(q *Queries, linger time.Duration, max, parallel int) *OutcomeBatcher {
+	fetch := func(ctx context.Context, ids []string) (map[string]schemas.Result, error) {
+		found, err := q.outcomes(ctx, ids)
+		out := make(map[string]schemas.Result, len(found))
+		for id, r := range found {
+			out[id] = *r
+		}
+		return out, err
+	}
+	return &OutcomeBatcher{b: newBatcher(fetch, linger, max, parallel)}
+}
+
+// Close stops the batcher; lookups after it fail with context.Canceled.
+func (o *OutcomeBatcher) Close() { o.b.close() }
+
+// Outcome is the first outcome of a command id, nil when none is recorded.
+func (o *OutcomeBatcher) Outcome(ctx context.Context, id string) (*schemas.Result, error) {
+	r, found, err := o.b.get(ctx, id)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Stats returns how many lookups were answered by how many queries.
+func (o *OutcomeBatcher) Stats() (lookups, queries int64) { return o.b.lookups.Load(), o.b.queries.Load() }

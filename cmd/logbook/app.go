@@ -264,7 +264,9 @@ func (m *Main) Run(ctx context.Context) error {
 		// lookups share a query.
 		lookups := projections.NewOutcomeBatcher(queries, 0, 0, 0)
 		defer lookups.Close()
-		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: lookups, Grants: projections.NewGrants(m.pool),
+		grants := projections.NewGrants(m.pool)
+		defer grants.Close()
+		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: lookups, Grants: grants,
 			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys, Fields: m.ring, Signer: signer})
 		throttle := auth.NewThrottle(auth.ThrottleConfig{Failures: c.AuthFailuresPerMinute})
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
