@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,46 +62,5 @@ func TestCommandsKeepTheFirstOutcomeWithItsDigest(t *testing.T) {
 	if err != nil || got == nil || got.Status != schemas.ResultAccepted || got.RequestDigest != "" || got.ActorID != "" ||
 		got.AggregateID != golden.AggregateID || len(got.Events) != 1 || !got.DecidedAt.Equal(golden.DecidedAt) {
 		t.Fatalf("outcome recorded before digests read as %+v (%v)", got, err)
-	}
-
-	// Concurrent lookups through the batcher get the same answers, in fewer
-	// queries than lookups.
-	b := projections.NewOutcomeBatcher(q, 5*time.Millisecond, 64, 2)
-	defer b.Close()
-	unknown := newID()
-	var wg sync.WaitGroup
-	errs := make(chan string, 300)
-	for i := range 300 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			switch i % 3 {
-			case 0:
-				if r, err := b.Outcome(context.Background(), id); err != nil || r == nil || r.RequestDigest != d1 || len(r.Events) != 1 {
-					errs <- fmt.Sprintf("first outcome through the batcher: %+v %v", r, err)
-				}
-			case 1:
-				if r, err := b.Outcome(context.Background(), golden.CommandID); err != nil || r == nil || r.AggregateID != golden.AggregateID {
-					errs <- fmt.Sprintf("golden outcome through the batcher: %+v %v", r, err)
-				}
-			default:
-				if r, err := b.Outcome(context.Background(), unknown); err != nil || r != nil {
-					errs <- fmt.Sprintf("unknown command through the batcher: %+v %v", r, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Fatal(e)
-	}
-	if lookups, queries := b.Stats(); lookups != 300 || queries >= 300/4 {
-		t.Fatalf("%d lookups took %d queries: not batched", lookups, queries)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := b.Outcome(ctx, id); err == nil {
-		t.Fatal("a lookup with an ended context must fail")
 	}
 }

@@ -45,7 +45,7 @@ func NewGrants(pool *pgxpool.Pool) *Grants {
 	g := &Grants{pool: pool, now: time.Now, cache: map[grantKey]grantEntry{}}
 	g.misses = newBatcher(func(ctx context.Context, keys []grantKey) (map[grantKey]string, error) {
 		return memberRoles(ctx, pool, keys)
-	}, 0, 0, 0)
+	}, 0, 0)
 	return g
 }
 

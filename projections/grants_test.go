@@ -21,7 +21,9 @@ func TestGrantsAnswerEachPrincipalsRole(t *testing.T) {
 	e.send(newID(), domain.CmdWorkspaceAddMember, a, &domain.WorkspaceAddMemberCmd{PrincipalID: "alice", Role: domain.RoleWriter})
 	e.send(newID(), domain.CmdWorkspaceAddMember, b, &domain.WorkspaceAddMemberCmd{PrincipalID: "alice", Role: domain.RoleReader})
 	e.send(newID(), domain.CmdWorkspaceAddMember, b, &domain.WorkspaceAddMemberCmd{PrincipalID: "bob", Role: domain.RoleAdmin})
-	e.eventually("members projected", func() bool { return e.count(`SELECT count(*) FROM members WHERE principal_id IN ('alice', 'bob')`) == 3 })
+	e.eventually("members projected", func() bool {
+		return e.count(`SELECT count(*) FROM members WHERE principal_id IN ('alice', 'bob')`) == 3
+	})
 
 	g := projections.NewGrants(e.pool)
 	defer g.Close()

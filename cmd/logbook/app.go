@@ -260,13 +260,9 @@ func (m *Main) Run(ctx context.Context) error {
 		signer := signing.NewBatcher(c.Signer, 0, time.Millisecond)
 		defer signer.Close()
 		queries := projections.NewQueries(m.pool, m.Log).WithOpener(m.ring)
-		// Every keyed command is looked up before its append: concurrent
-		// lookups share a query.
-		lookups := projections.NewOutcomeBatcher(queries, 0, 0, 0)
-		defer lookups.Close()
 		grants := projections.NewGrants(m.pool)
 		defer grants.Close()
-		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: lookups, Grants: grants,
+		api := producers.New(producers.Config{Log: app, Watcher: outcomes, Lookup: queries, Grants: grants,
 			Admission: admission, Logger: m.Log, Writable: m.health.kafkaOK.Load, Keys: m.keys, Fields: m.ring, Signer: signer})
 		throttle := auth.NewThrottle(auth.ThrottleConfig{Failures: c.AuthFailuresPerMinute})
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
