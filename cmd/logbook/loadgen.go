@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,6 +27,9 @@ import (
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "check" {
 		return runLoadgenCheck(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "bare" {
+		return runLoadgenBare(ctx, args[1:], stdout, stderr)
 	}
 	cfg, err := baseConfig()
 	if err != nil {
@@ -180,6 +184,38 @@ func runLoadgenCheck(ctx context.Context, args []string, stdout, stderr io.Write
 		err = errors.New("the check failed: acknowledged commands lost, duplicated, out of order or not in the read models")
 	}
 	return err
+}
+
+// runLoadgenBare serves loadgen.BareHandler until interrupted: the bare chi
+// JSON handler logbook's figures are compared with, under the same client
+// on the same machine.
+func runLoadgenBare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("loadgen bare", stderr)
+	addr := fs.String("http", "127.0.0.1:8090", "listen address (loopback)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkTarget("http://"+*addr, false); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: loadgen.BareHandler(), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	fmt.Fprintf(stdout, "http: http://%s\n", ln.Addr())
+	fmt.Fprintln(stdout, "ready")
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // checkTarget refuses a target that is not on this machine unless the user

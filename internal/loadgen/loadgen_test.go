@@ -2,7 +2,10 @@ package loadgen
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -169,4 +172,35 @@ func TestReportIsSelfContained(t *testing.T) {
 			t.Errorf("report holds %q: it must open offline, whole", remote)
 		}
 	}
+}
+
+// Against the bare handler every command of the lifecycle mix is
+// acknowledged, in a closed loop and in an open one, and the run stops by
+// itself at its bound.
+func TestRunAgainstTheBareHandler(t *testing.T) {
+	srv := httptest.NewServer(BareHandler())
+	defer srv.Close()
+	for _, rate := range []float64{0, 2000} {
+		mix, _ := ParseMix(DefaultMix)
+		res, err := Run(context.Background(), Config{URL: srv.URL, Key: "k", Workspaces: 7, Commands: 600,
+			Concurrency: 8, Rate: rate, Mix: mix, InputBytes: 32, Seed: 1, Lag: func(context.Context) (map[string]int64, error) { return nil, nil }})
+		if err != nil {
+			t.Fatalf("rate %v: %v", rate, err)
+		}
+		// The open loop drops what falls due while Concurrency are in
+		// flight, and says so.
+		if res.Sent+res.Dropped != 600 || res.Acknowledged != res.Sent || res.Sent < 300 || res.Failed != 0 || res.Refused != 0 || res.DrainError != "" {
+			t.Fatalf("rate %v: sent %d dropped %d acknowledged %d failed %d (%v) refused %d drain %q", rate, res.Sent, res.Dropped,
+				res.Acknowledged, res.Failed, res.Failures, res.Refused, res.DrainError)
+		}
+		if len(res.Workspaces) != 7 || res.ByOp[OpCreate].Acknowledged == 0 || res.ByOp[OpComplete].Acknowledged == 0 {
+			t.Fatalf("rate %v: workspaces %v, by op %+v", rate, res.Workspaces, res.ByOp)
+		}
+	}
+	// A body that is not JSON is refused, as logbook would.
+	resp, err := http.Post(srv.URL+"/v1/workspaces/x/tasks", "application/json", strings.NewReader("{"))
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad body: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
