@@ -37,6 +37,7 @@ Usage:
                                                  then checks every acknowledged command in the log and read models
   logbook loadgen check --report FILE.json --key KEY
                                                  check a past run again against the log and read models as they are now
+  logbook loadgen bare [--http ADDR]             a bare chi JSON handler shaped like the API: the ceiling to compare with
 
 Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
 LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
