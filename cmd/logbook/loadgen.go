@@ -55,6 +55,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	progress := fs.Bool("progress", true, "a progress line a second on stderr")
 	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker (for --check and lag)")
 	remote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address (your own deployment)")
+	reuse := fs.String("reuse", "", "drive the workspaces of a past run (its --report FILE.json) instead of creating --workspaces new ones")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +64,16 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *key == "" {
 		return errors.New("--key (or LOGBOOK_API_KEY) is required")
+	}
+	var spaces []string
+	if *reuse != "" {
+		past, err := loadgen.ReadReport(*reuse)
+		if err != nil {
+			return err
+		}
+		if spaces = past.Workspaces; len(spaces) == 0 {
+			return fmt.Errorf("--reuse %s: the report names no workspaces", *reuse)
+		}
 	}
 	if *inputBytes < 0 || *inputBytes > domain.MaxTextLen {
 		return fmt.Errorf("--input-bytes must be 0..%d", domain.MaxTextLen)
@@ -76,7 +87,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	lc := loadgen.Config{URL: strings.TrimRight(*base, "/"), Key: *key, Workspaces: *nWS, Commands: *total,
 		Duration: *duration, Concurrency: *conc, Rate: *rate, Mix: mix, InputBytes: *inputBytes,
-		Retries: *retries, Seed: *seed}
+		Retries: *retries, Seed: *seed, Reuse: spaces}
 	if *progress {
 		lc.Progress = stderr
 	}
@@ -91,7 +102,9 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		defer closeAdm()
 		lc.Lag = func(ctx context.Context) (map[string]int64, error) { return groupLags(ctx, adm) }
-		if *check {
+		// Reused workspaces have a past in the log: the check reads it
+		// all, from the log's start, to follow their seq from 1.
+		if *check && len(spaces) == 0 {
 			if from, err = loadgen.LogEnds(ctx, cfg.Kafka); err != nil {
 				return fmt.Errorf("the log's end before the run: %w", err)
 			}

@@ -32,7 +32,7 @@ Usage:
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
   logbook loadgen --key KEY [--url URL] [--workspaces W] [--commands N] [--duration D] [--concurrency C]
-                [--rate R] [--mix create=70,...] [--report FILE.json] [--check=false] [--json]
+                [--rate R] [--mix create=70,...] [--report FILE.json] [--reuse PAST.json] [--check=false] [--json]
                                                  a command mix, closed loop or open at R/s; rates, HDR latency, lag;
                                                  then checks every acknowledged command in the log and read models
   logbook loadgen check --report FILE.json --key KEY

@@ -50,9 +50,15 @@ type Config struct {
 	// Lag samples consumer lag by group once a second; nil to sample the
 	// decider's from /v1/status.
 	Lag func(context.Context) (map[string]int64, error)
+	// Reuse, when set, is the run's workspaces (a past run's), created
+	// before: Workspaces is its length and the run creates none.
+	Reuse []string
 }
 
 func (c *Config) validate() error {
+	if len(c.Reuse) > 0 {
+		c.Workspaces = len(c.Reuse)
+	}
 	switch {
 	case c.URL == "" || c.Key == "":
 		return errors.New("a URL and an API key are required")
@@ -169,19 +175,24 @@ func (r *runner) setup(ctx context.Context) error {
 				if i >= len(r.spaces) {
 					return
 				}
-				a, err := r.setupCommand(ctx, "/v1/workspaces", fmt.Sprintf("%s-ws-%d", r.runID, i),
-					map[string]any{"name": fmt.Sprintf("load %s %d", r.runID, i)})
-				if err != nil {
-					fail(fmt.Errorf("create workspace %d: %w", i, err))
-					return
+				if i < len(r.cfg.Reuse) {
+					r.spaces[i] = &space{id: r.cfg.Reuse[i]}
+				} else {
+					a, err := r.setupCommand(ctx, "/v1/workspaces", fmt.Sprintf("%s-ws-%d", r.runID, i),
+						map[string]any{"name": fmt.Sprintf("load %s %d", r.runID, i)})
+					if err != nil {
+						fail(fmt.Errorf("create workspace %d: %w", i, err))
+						return
+					}
+					r.spaces[i] = &space{id: a.Workspace}
 				}
-				r.spaces[i] = &space{id: a.Workspace}
 				if !r.cfg.Mix.needsMember() {
 					continue
 				}
-				if _, err := r.setupCommand(ctx, "/v1/workspaces/"+a.Workspace+"/members", fmt.Sprintf("%s-member-%d", r.runID, i),
+				ws := r.spaces[i].id
+				if _, err := r.setupCommand(ctx, "/v1/workspaces/"+ws+"/members", fmt.Sprintf("%s-member-%d", r.runID, i),
 					map[string]any{"principal_id": r.member, "role": "writer"}); err != nil {
-					fail(fmt.Errorf("add a member to workspace %s: %w", a.Workspace, err))
+					fail(fmt.Errorf("add a member to workspace %s: %w", ws, err))
 					return
 				}
 			}

@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -197,6 +199,30 @@ func TestRunAgainstTheBareHandler(t *testing.T) {
 			t.Fatalf("rate %v: workspaces %v, by op %+v", rate, res.Workspaces, res.ByOp)
 		}
 	}
+	// A run that reuses a past run's workspaces creates none.
+	var created atomic.Int64
+	mux := http.NewServeMux()
+	mux.Handle("/", BareHandler())
+	mux.HandleFunc("POST /v1/workspaces", func(w http.ResponseWriter, r *http.Request) {
+		created.Add(1)
+		BareHandler().ServeHTTP(w, r)
+	})
+	counting := httptest.NewServer(mux)
+	defer counting.Close()
+	mix, _ := ParseMix("create=1")
+	cfg := Config{URL: counting.URL, Key: "k", Workspaces: 5, Commands: 50, Concurrency: 4, Mix: mix, Seed: 2,
+		Lag: func(context.Context) (map[string]int64, error) { return nil, nil }}
+	first, err := Run(context.Background(), cfg)
+	if err != nil || created.Load() != 5 {
+		t.Fatalf("first run: %v, %d workspaces created", err, created.Load())
+	}
+	cfg.Workspaces, cfg.Reuse = 0, first.Workspaces
+	again, err := Run(context.Background(), cfg)
+	if err != nil || created.Load() != 5 || !slices.Equal(again.Workspaces, first.Workspaces) || again.Acknowledged != 50 {
+		t.Fatalf("reusing run: %v, %d workspaces created, drove %v (first %v), %d acknowledged", err, created.Load(),
+			again.Workspaces, first.Workspaces, again.Acknowledged)
+	}
+
 	// A body that is not JSON is refused, as logbook would.
 	resp, err := http.Post(srv.URL+"/v1/workspaces/x/tasks", "application/json", strings.NewReader("{"))
 	if err != nil || resp.StatusCode != http.StatusBadRequest {
