@@ -52,6 +52,13 @@ field() { python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))[
 
 load kfake
 
+# The 10,000-workspace targets (BENCH_SCALE=0 leaves them out).
+scale=""
+if [ "${BENCH_SCALE:-1}" != 0 ]; then
+  mkdir -p "$tmp/scale"
+  scale=$(bash deploy/bench-scale.sh "$tmp/logbook" "$tmp/scale")
+fi
+
 # Data protection's cost: the same load on logbook built from the last
 # revision before sensitive fields were sealed and commands signed.
 BASELINE=${BENCH_PROTECTION_BASELINE:-480550f}
@@ -120,6 +127,7 @@ absolutes.
 | end to end (decided, in Kafka, projected into Postgres) | $(field kfake end_to_end_per_s) commands/s |
 | accept latency p50 / p99 | $(field kfake p50_ms) ms / $(field kfake p99_ms) ms |
 | refused (429/503) / failed | $(field kfake refused) / $(field kfake failed) |
+$scale
 MD
 if [ -n "$baseline" ]; then
 cat <<MD

@@ -55,20 +55,31 @@ func NewAdmission(cfg AdmissionConfig, lag LagSource) *Admission {
 	return &Admission{cfg: cfg, lag: lag, limiters: map[string]*rate.Limiter{}}
 }
 
-// Admit returns nil, or a 429 problem whose Retry-After says when to retry.
+// Backlog returns a 429 problem while the decider is more than MaxLag
+// commands behind, nil otherwise.
+func (a *Admission) Backlog() *httpapi.Problem {
+	if a == nil || a.lag == nil {
+		return nil
+	}
+	if lag, drain, fresh := a.lag.Lag(); fresh && lag > a.cfg.MaxLag {
+		// Come back when the backlog should be under the limit again.
+		wait := 30.0
+		if drain > 0 {
+			wait = float64(lag-a.cfg.MaxLag/2) / drain
+		}
+		return tooMany("backlog", "the decider is behind by "+strconv.FormatInt(lag, 10)+" commands", wait)
+	}
+	return nil
+}
+
+// Admit returns nil, or a 429 problem whose Retry-After says when to retry:
+// the backlog, then the principal's rate.
 func (a *Admission) Admit(principal string) *httpapi.Problem {
 	if a == nil {
 		return nil
 	}
-	if a.lag != nil {
-		if lag, drain, fresh := a.lag.Lag(); fresh && lag > a.cfg.MaxLag {
-			// Come back when the backlog should be under the limit again.
-			wait := 30.0
-			if drain > 0 {
-				wait = float64(lag-a.cfg.MaxLag/2) / drain
-			}
-			return tooMany("backlog", "the decider is behind by "+strconv.FormatInt(lag, 10)+" commands", wait)
-		}
+	if prob := a.Backlog(); prob != nil {
+		return prob
 	}
 	if a.cfg.Rate < 0 {
 		return nil

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/logbook-dev/logbook/producers"
 )
 
@@ -49,5 +51,29 @@ func TestAdmissionRateLimitsEachKey(t *testing.T) {
 	}
 	if p := a.Admit("b"); p != nil {
 		t.Fatal("another key must have its own budget")
+	}
+}
+
+// Behind a backlog a command is refused before its body is read, touched
+// the log or looked anything up: refusals stay cheap under overload. Once
+// the decider catches up the same request goes through.
+func TestBacklogRefusesBeforeReadingTheCommand(t *testing.T) {
+	l := newDecidedLog()
+	lag := &lagAt{lag: 5000, drain: 1000, fresh: true}
+	h := router(producers.Config{Log: l, Lookup: l, Logger: quiet,
+		Admission: producers.NewAdmission(producers.AdmissionConfig{MaxLag: 1000, Rate: -1}, lag)})
+	path := "/v1/workspaces/" + uuid.NewString() + "/tasks"
+	for _, body := range []string{`{"title":"a"}`, `{not json`} {
+		a := post(h, path, body, "Idempotency-Key", "k-1")
+		if a.status != http.StatusTooManyRequests || a.body["code"] != "backlog" || a.header.Get("Retry-After") != "5" {
+			t.Fatalf("behind by 5000, body %s: %d %v %v", body, a.status, a.header, a.body)
+		}
+	}
+	if n := len(l.appends()); n != 0 {
+		t.Fatalf("%d commands appended while refusing", n)
+	}
+	lag.lag = 10
+	if a := post(h, path, `{"title":"a"}`, "Idempotency-Key", "k-1"); a.status != http.StatusAccepted || len(l.appends()) != 1 {
+		t.Fatalf("after the backlog: %d %v", a.status, a.body)
 	}
 }

@@ -115,24 +115,41 @@ func New(cfg Config) *API {
 
 // Routes mounts the command routes on r (already authenticated).
 func (a *API) Routes(r chi.Router) {
-	r.Post("/v1/workspaces", a.createWorkspace)
-	r.Post("/v1/workspaces/{ws}/rename", a.renameWorkspace)
-	r.Post("/v1/workspaces/{ws}/archive", a.archiveWorkspace)
-	r.Post("/v1/workspaces/{ws}/erase", a.eraseWorkspace)
-	r.Post("/v1/workspaces/{ws}/members", a.addMember)
-	r.Delete("/v1/workspaces/{ws}/members/{principal}", a.removeMember)
-	r.Post("/v1/workspaces/{ws}/agents", a.registerAgent)
-	r.Put("/v1/workspaces/{ws}/ai-policy", a.setAIPolicy)
-	r.Post("/v1/workspaces/{ws}/tasks", a.createTask)
-	r.Post("/v1/workspaces/{ws}/tasks/{task}/assign", a.assignTask)
-	r.Post("/v1/workspaces/{ws}/tasks/{task}/start", a.startTask)
-	r.Post("/v1/workspaces/{ws}/tasks/{task}/result", a.recordResult)
-	r.Post("/v1/workspaces/{ws}/tasks/{task}/fail", a.failAttempt)
-	r.Post("/v1/workspaces/{ws}/tasks/{task}/retry", a.retryTask)
-	r.Post("/v1/workspaces/{ws}/tasks/{task}/complete", a.completeTask)
-	r.Post("/v1/workspaces/{ws}/tasks/{task}/cancel", a.cancelTask)
+	r.Group(func(r chi.Router) {
+		// Behind a backlog a command is refused before its body is read:
+		// refusing must cost far less than the work it turns away.
+		r.Use(a.shedBacklog)
+		r.Post("/v1/workspaces", a.createWorkspace)
+		r.Post("/v1/workspaces/{ws}/rename", a.renameWorkspace)
+		r.Post("/v1/workspaces/{ws}/archive", a.archiveWorkspace)
+		r.Post("/v1/workspaces/{ws}/erase", a.eraseWorkspace)
+		r.Post("/v1/workspaces/{ws}/members", a.addMember)
+		r.Delete("/v1/workspaces/{ws}/members/{principal}", a.removeMember)
+		r.Post("/v1/workspaces/{ws}/agents", a.registerAgent)
+		r.Put("/v1/workspaces/{ws}/ai-policy", a.setAIPolicy)
+		r.Post("/v1/workspaces/{ws}/tasks", a.createTask)
+		r.Post("/v1/workspaces/{ws}/tasks/{task}/assign", a.assignTask)
+		r.Post("/v1/workspaces/{ws}/tasks/{task}/start", a.startTask)
+		r.Post("/v1/workspaces/{ws}/tasks/{task}/result", a.recordResult)
+		r.Post("/v1/workspaces/{ws}/tasks/{task}/fail", a.failAttempt)
+		r.Post("/v1/workspaces/{ws}/tasks/{task}/retry", a.retryTask)
+		r.Post("/v1/workspaces/{ws}/tasks/{task}/complete", a.completeTask)
+		r.Post("/v1/workspaces/{ws}/tasks/{task}/cancel", a.cancelTask)
+	})
 	r.Post("/v1/keys", a.createKey)
 	r.Delete("/v1/keys/{id}", a.revokeKey)
+}
+
+// shedBacklog answers 429 + Retry-After while the decider is too far
+// behind, ahead of decoding, lookups and sealing.
+func (a *API) shedBacklog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if prob := a.cfg.Admission.Backlog(); prob != nil {
+			httpapi.WriteError(w, r, a.cfg.Logger, prob)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // submission is one command on its way to the log.
