@@ -1,0 +1,127 @@
+package decider_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logbook-dev/logbook/consumers/decider"
+	"github.com/logbook-dev/logbook/domain"
+	"github.com/logbook-dev/logbook/internal/kafka"
+	"github.com/logbook-dev/logbook/internal/kafkatest"
+	"github.com/logbook-dev/logbook/internal/signing"
+	"github.com/logbook-dev/logbook/schemas"
+)
+
+// BenchmarkDeciderOnAPrefilledLog measures the decider alone: a log of
+// signed commands (BENCH_DECIDER_WORKSPACES workspace creates, then
+// BENCH_DECIDER_TASKS task creates spread over them) is written first, then
+// one decider, verifying every signature, decides it all. Reported:
+// commands/s from its start to its last transaction.
+func BenchmarkDeciderOnAPrefilledLog(b *testing.B) {
+	spaces := envInt("BENCH_DECIDER_WORKSPACES", 10000)
+	tasks := envInt("BENCH_DECIDER_TASKS", 50000)
+	priv, pub, err := signing.NewKey("api-1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, _ := signing.ParseSigner(priv)
+	verifier, _ := signing.ParseVerifier(pub)
+	for range b.N {
+		cfg := kafkatest.Config(b, 6)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		if err := kafka.EnsureTopics(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+		total := prefill(ctx, b, cfg, signer, spaces, tasks)
+
+		d, err := decider.New(decider.Config{Kafka: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Verifier: verifier})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		for d.Snapshot().Commands < int64(total) {
+			select {
+			case err := <-done:
+				b.Fatalf("decider stopped: %v", err)
+			case <-ctx.Done():
+				b.Fatalf("decided %d of %d commands in time", d.Snapshot().Commands, total)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		st := d.Snapshot()
+		if st.Accepted != int64(total) {
+			b.Fatalf("accepted %d of %d (rejected %d)", st.Accepted, total, st.Rejected)
+		}
+		b.ReportMetric(float64(total)/took.Seconds(), "commands/s")
+		b.ReportMetric(float64(st.Transactions), "transactions")
+		cancel()
+		d.Close()
+		<-done
+	}
+}
+
+// prefill writes the signed commands, each workspace's create first.
+func prefill(ctx context.Context, b *testing.B, cfg kafka.Config, signer *signing.Signer, spaces, tasks int) int {
+	cl, err := kgo.NewClient(append(cfg.Opts(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ids := make([]string, spaces)
+	var batch []*schemas.CommandEnvelope
+	flush := func() {
+		if err := signer.SignCommands(batch); err != nil {
+			b.Fatal(err)
+		}
+		recs := make([]*kgo.Record, len(batch))
+		for i, env := range batch {
+			val, _ := json.Marshal(env)
+			recs[i] = &kgo.Record{Topic: cfg.Topics().Commands, Key: []byte(env.WorkspaceID), Value: val}
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	add := func(typ, ws string, payload any) {
+		env, err := schemas.EncodeCommand(domain.Command{ID: newID(), Type: typ, WorkspaceID: ws,
+			Actor: domain.Actor{ID: "bench", Role: domain.RoleAdmin}, IssuedAt: time.Now(), Payload: payload}, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch = append(batch, &env)
+		if len(batch) == 512 {
+			flush()
+		}
+	}
+	for i := range ids {
+		ids[i] = newID()
+		add(domain.CmdWorkspaceCreate, ids[i], &domain.WorkspaceCreateCmd{Name: "bench " + strconv.Itoa(i)})
+	}
+	for i := range tasks {
+		ws := ids[i%spaces]
+		add(domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: newID(), Title: "bench task", Input: "bench input"})
+	}
+	flush()
+	return spaces + tasks
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
