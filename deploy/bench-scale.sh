@@ -76,6 +76,18 @@ rss_kib=$(awk '/^VmHWM/ {print $2}' "/proc/$devpid/status")
 kill "$devpid"; wait "$devpid" 2>/dev/null || true
 trap - EXIT
 
+# 6. The decider and the projectors alone, each on a pre-filled log of the
+# same workspaces (Go benchmarks on kfake and the same Postgres build).
+iso() { # iso PACKAGE BENCHMARK PREFIX: its commands/s
+  env "${3}_WORKSPACES=$WS" "${3}_TASKS=$((WS * 5))" go test -run '^$' -bench "^$2\$" -benchtime 1x -timeout 30m "$1" \
+    >"$dir/$2.txt" 2>&1 || { cat "$dir/$2.txt" >&2; exit 1; }
+  grep -E "^$2" "$dir/$2.txt" | tr -s ' \t' '\n' | grep -B1 -x 'commands/s' | head -1
+}
+log "the decider alone"
+decider_rate=$(iso ./consumers/decider/ BenchmarkDeciderOnAPrefilledLog BENCH_DECIDER)
+log "the projectors alone"
+projector_rate=$(iso ./projections/ BenchmarkProjectorsOnAPrefilledLog BENCH_PROJECTOR)
+
 ratio() { calc "round($1 / $2, 3) if $2 else 'n/a'"; }
 ok() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo met; else echo "not met"; fi; }
 bare=$(num bare accepted_per_s)
@@ -92,6 +104,8 @@ chain), per-key rate limit off. S is the end-to-end rate of the closed loop; the
 |---|---|---|---|
 | ingest ≥ 0.5 × a bare chi handler, same client, same run | logbook $acc/s, bare handler $bare/s | $(ratio "$acc" "$bare") | $(ok "$acc >= 0.5 * $bare") |
 | end to end ≥ 10,000 commands/s for ${SECONDS_RUN} s | S = $S commands/s | $(ratio "$S" 10000) | $(ok "$S >= 10000") |
+| the decider alone ≥ 3 × S, on a pre-filled log ($WS workspace creates, $((WS * 5)) task creates, every signature verified) | $decider_rate commands/s | $(ratio "$decider_rate" "$S") × S | $(ok "$decider_rate >= 3 * $S") |
+| the projectors alone ≥ 3 × S (read_models and command_results side by side, from the decided log) | $projector_rate commands/s | $(ratio "$projector_rate" "$S") × S | $(ok "$projector_rate >= 3 * $S") |
 | p99 accept ≤ 50 ms at S/2 = $half/s, open loop | p99 $(num half command_p99_ms) ms (p50 $(num half p50_ms) ms) | $(ratio "$(num half command_p99_ms)" 50) | $(ok "$(num half command_p99_ms) <= 50") |
 | at 2×S = $double/s only 202 or 429 + Retry-After | accepted $(num over accepted), 429 $(num over throttled_429), refused after retries $(num over refused), failed $(num over failed), dropped at the client's cap $(num over dropped); accept p99 $(num over p99_ms) ms | | $(ok "$(num over failed) == 0 and $(num over throttled_429) > 0") |
 | 0 acknowledged commands lost (checker over the overload run) | lost $(num over lost), duplicated $(num over duplicated), seq gaps $(num over seq_gaps), read-model mismatches $(num over read_model_mismatches) | | $(ok "'$(num over check_ok)' == 'True'") |

@@ -2,6 +2,7 @@ package producers
 
 import (
 	"math"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -27,6 +28,11 @@ type AdmissionConfig struct {
 	Burst int
 	// MaxPrincipals bounds the limiter table, default 10,000.
 	MaxPrincipals int
+	// MaxInFlight bounds the commands taken in at once (decode to
+	// append), default 64 per CPU; < 0 disables. Past it the CPU, not
+	// the log, is the queue: a command waiting for a core only adds
+	// latency to every other, so the excess gets 429 at once.
+	MaxInFlight int
 }
 
 // Admission decides whether a command may enter the log now.
@@ -36,6 +42,8 @@ type Admission struct {
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
+
+	slots chan struct{} // nil: no bound on commands in flight
 }
 
 // NewAdmission builds admission control; lag may be nil.
@@ -52,7 +60,30 @@ func NewAdmission(cfg AdmissionConfig, lag LagSource) *Admission {
 	if cfg.MaxPrincipals <= 0 {
 		cfg.MaxPrincipals = 10_000
 	}
-	return &Admission{cfg: cfg, lag: lag, limiters: map[string]*rate.Limiter{}}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 64 * runtime.GOMAXPROCS(0)
+	}
+	a := &Admission{cfg: cfg, lag: lag, limiters: map[string]*rate.Limiter{}}
+	if cfg.MaxInFlight > 0 {
+		a.slots = make(chan struct{}, cfg.MaxInFlight)
+	}
+	return a
+}
+
+// Enter takes one of the MaxInFlight places of commands being taken in, or
+// answers 429 when none is free; release gives it back (more than once is
+// harmless).
+func (a *Admission) Enter() (release func(), prob *httpapi.Problem) {
+	if a == nil || a.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case a.slots <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-a.slots }) }, nil
+	default:
+		return nil, tooMany(httpapi.CodeOverloaded, "too many commands in flight on this server", 1)
+	}
 }
 
 // Backlog returns a 429 problem while the decider is more than MaxLag
@@ -67,7 +98,7 @@ func (a *Admission) Backlog() *httpapi.Problem {
 		if drain > 0 {
 			wait = float64(lag-a.cfg.MaxLag/2) / drain
 		}
-		return tooMany("backlog", "the decider is behind by "+strconv.FormatInt(lag, 10)+" commands", wait)
+		return tooMany(httpapi.CodeBacklog, "the decider is behind by "+strconv.FormatInt(lag, 10)+" commands", wait)
 	}
 	return nil
 }
@@ -88,7 +119,7 @@ func (a *Admission) Admit(principal string) *httpapi.Problem {
 	r := l.Reserve()
 	if d := r.Delay(); d > 0 {
 		r.Cancel()
-		return tooMany("rate_limited", "too many commands from this key", d.Seconds())
+		return tooMany(httpapi.CodeRateLimited, "too many commands from this key", d.Seconds())
 	}
 	return nil
 }

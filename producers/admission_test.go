@@ -1,12 +1,14 @@
 package producers_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/logbook-dev/logbook/producers"
+	"github.com/logbook-dev/logbook/schemas"
 )
 
 type lagAt struct {
@@ -75,5 +77,63 @@ func TestBacklogRefusesBeforeReadingTheCommand(t *testing.T) {
 	lag.lag = 10
 	if a := post(h, path, `{"title":"a"}`, "Idempotency-Key", "k-1"); a.status != http.StatusAccepted || len(l.appends()) != 1 {
 		t.Fatalf("after the backlog: %d %v", a.status, a.body)
+	}
+}
+
+// Past MaxInFlight a command gets 429 at once; a place given back (even
+// twice) makes room for one more, never two.
+func TestAdmissionBoundsCommandsInFlight(t *testing.T) {
+	a := producers.NewAdmission(producers.AdmissionConfig{Rate: -1, MaxInFlight: 2}, nil)
+	r1, p1 := a.Enter()
+	_, p2 := a.Enter()
+	if p1 != nil || p2 != nil {
+		t.Fatalf("within the bound: %v %v", p1, p2)
+	}
+	if _, p := a.Enter(); p == nil || p.Status != http.StatusTooManyRequests || p.Code != "overloaded" || p.RetryAfter != 1 {
+		t.Fatalf("past the bound: %+v", p)
+	}
+	r1()
+	r1()
+	if _, p := a.Enter(); p != nil {
+		t.Fatalf("after a release: %+v", p)
+	}
+	if _, p := a.Enter(); p == nil {
+		t.Fatal("a place released twice made room for two")
+	}
+}
+
+// blockingLog holds every append until released.
+type blockingLog struct {
+	*decidedLog
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (l *blockingLog) Append(ctx context.Context, env schemas.CommandEnvelope) error {
+	l.entered <- struct{}{}
+	<-l.release
+	return l.decidedLog.Append(ctx, env)
+}
+
+// While the server takes in as many commands as it may, the next is
+// refused before it is read, and goes through once one is done.
+func TestCommandsPastTheInFlightBoundAreRefused(t *testing.T) {
+	l := &blockingLog{decidedLog: newDecidedLog(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h := router(producers.Config{Log: l, Lookup: l, Logger: quiet,
+		Admission: producers.NewAdmission(producers.AdmissionConfig{Rate: -1, MaxInFlight: 1}, nil)})
+	path := "/v1/workspaces/" + uuid.NewString() + "/tasks"
+	first := make(chan answer)
+	go func() { first <- post(h, path, `{"title":"a"}`) }()
+	<-l.entered
+	if a := post(h, path, `{not json`); a.status != http.StatusTooManyRequests || a.body["code"] != "overloaded" || a.header.Get("Retry-After") != "1" {
+		t.Fatalf("past the bound: %d %v %v", a.status, a.header, a.body)
+	}
+	close(l.release)
+	if a := <-first; a.status != http.StatusAccepted {
+		t.Fatalf("the command in flight: %d %v", a.status, a.body)
+	}
+	go func() { <-l.entered }()
+	if a := post(h, path, `{"title":"b"}`); a.status != http.StatusAccepted || len(l.appends()) != 2 {
+		t.Fatalf("after it: %d %v", a.status, a.body)
 	}
 }

@@ -116,9 +116,10 @@ func New(cfg Config) *API {
 // Routes mounts the command routes on r (already authenticated).
 func (a *API) Routes(r chi.Router) {
 	r.Group(func(r chi.Router) {
-		// Behind a backlog a command is refused before its body is read:
-		// refusing must cost far less than the work it turns away.
-		r.Use(a.shedBacklog)
+		// Behind a backlog, or past the commands in flight it takes, a
+		// command is refused before its body is read: refusing must cost
+		// far less than the work it turns away.
+		r.Use(a.shed)
 		r.Post("/v1/workspaces", a.createWorkspace)
 		r.Post("/v1/workspaces/{ws}/rename", a.renameWorkspace)
 		r.Post("/v1/workspaces/{ws}/archive", a.archiveWorkspace)
@@ -140,16 +141,33 @@ func (a *API) Routes(r chi.Router) {
 	r.Delete("/v1/keys/{id}", a.revokeKey)
 }
 
-// shedBacklog answers 429 + Retry-After while the decider is too far
-// behind, ahead of decoding, lookups and sealing.
-func (a *API) shedBacklog(next http.Handler) http.Handler {
+// shed answers 429 + Retry-After while the decider is too far behind or
+// the server has as many commands in flight as it takes, ahead of
+// decoding, lookups and sealing.
+func (a *API) shed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if prob := a.cfg.Admission.Backlog(); prob != nil {
 			httpapi.WriteError(w, r, a.cfg.Logger, prob)
 			return
 		}
-		next.ServeHTTP(w, r)
+		release, prob := a.cfg.Admission.Enter()
+		if prob != nil {
+			httpapi.WriteError(w, r, a.cfg.Logger, prob)
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inFlightKey{}, release)))
 	})
+}
+
+type inFlightKey struct{}
+
+// leaveInFlight gives the request's place back early: a command waiting
+// for its outcome (Prefer: wait) uses no CPU of the API tier.
+func leaveInFlight(ctx context.Context) {
+	if release, ok := ctx.Value(inFlightKey{}).(func()); ok {
+		release()
+	}
 }
 
 // submission is one command on its way to the log.
@@ -345,6 +363,7 @@ func (a *API) send(r *http.Request, env schemas.CommandEnvelope, wait time.Durat
 	if outcome == nil {
 		return res, false, nil
 	}
+	leaveInFlight(r.Context())
 	res, decided = a.await(r.Context(), env.ID, env.RequestDigest, outcome, wait)
 	return res, decided, nil
 }

@@ -256,7 +256,8 @@ func (m *Main) Run(ctx context.Context) error {
 			Help: "Events the AI agent worker has not handled yet: its backlog, which grows while a provider is down.",
 		}, func() float64 { l, _, _ := agentLag.Lag(); return float64(l) }))
 		goRun("agent lag", func(ctx context.Context) error { agentLag.Run(ctx, 2*time.Second); return nil })
-		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey}, lag)
+		admission := producers.NewAdmission(producers.AdmissionConfig{MaxLag: c.MaxCommandLag, Rate: c.RatePerKey,
+			MaxInFlight: c.MaxInFlightCommands}, lag)
 		signer := signing.NewBatcher(c.Signer, 0, time.Millisecond)
 		defer signer.Close()
 		queries := projections.NewQueries(m.pool, m.Log).WithOpener(m.ring)

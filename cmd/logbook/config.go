@@ -31,6 +31,9 @@ type Config struct {
 	MaxCommandLag int64
 	// RatePerKey limits each API key's commands per second (-1: off).
 	RatePerKey float64
+	// MaxInFlightCommands bounds the commands each API process takes in
+	// at once (0: 64 per CPU, -1: off).
+	MaxInFlightCommands int
 	// AuthFailuresPerMinute is how many failed authentications a source
 	// address may have in a minute before its requests get 429 (0 or
 	// less: off).
@@ -162,6 +165,13 @@ func baseConfig() (Config, error) {
 			return c, fmt.Errorf("LOGBOOK_MAX_COMMAND_LAG must be a positive integer, got %q", v)
 		}
 		c.MaxCommandLag = n
+	}
+	if v := env("LOGBOOK_MAX_INFLIGHT_COMMANDS", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 || n < -1 || n > 1_000_000 {
+			return c, fmt.Errorf("LOGBOOK_MAX_INFLIGHT_COMMANDS must be 1..1000000 (-1 disables), got %q", v)
+		}
+		c.MaxInFlightCommands = n
 	}
 	if v := env("LOGBOOK_RATE_PER_KEY", ""); v != "" {
 		n, err := strconv.ParseFloat(v, 64)

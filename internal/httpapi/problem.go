@@ -52,6 +52,7 @@ const (
 	CodeInvalidKey           = "invalid_key"
 	CodeBacklog              = "backlog"
 	CodeRateLimited          = "rate_limited"
+	CodeOverloaded           = "overloaded"
 	CodeTooManyAuthFailures  = "too_many_auth_failures"
 	CodeReadOnly             = "read_only"
 	CodeAppendUnconfirmed    = "append_unconfirmed"
@@ -78,6 +79,7 @@ var statuses = map[string]int{
 	CodeInvalidKey:           http.StatusUnauthorized,
 	CodeBacklog:              http.StatusTooManyRequests,
 	CodeRateLimited:          http.StatusTooManyRequests,
+	CodeOverloaded:           http.StatusTooManyRequests,
 	CodeTooManyAuthFailures:  http.StatusTooManyRequests,
 	CodeReadOnly:             http.StatusServiceUnavailable,
 	CodeAppendUnconfirmed:    http.StatusServiceUnavailable,
