@@ -1,10 +1,12 @@
 package producers
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -31,8 +33,13 @@ type AdmissionConfig struct {
 	// MaxInFlight bounds the commands taken in at once (decode to
 	// append), default 64 per CPU; < 0 disables. Past it the CPU, not
 	// the log, is the queue: a command waiting for a core only adds
-	// latency to every other, so the excess gets 429 at once.
+	// latency to every other, so the excess gets 429.
 	MaxInFlight int
+	// InFlightWait is how long a command may wait for a place before its
+	// 429, default 100ms: places free up every fraction of a millisecond
+	// under load, and a command refused at once would lose to whichever
+	// arrived in that instant, however long it had been retrying.
+	InFlightWait time.Duration
 }
 
 // Admission decides whether a command may enter the log now.
@@ -63,6 +70,9 @@ func NewAdmission(cfg AdmissionConfig, lag LagSource) *Admission {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 64 * runtime.GOMAXPROCS(0)
 	}
+	if cfg.InFlightWait <= 0 {
+		cfg.InFlightWait = 100 * time.Millisecond
+	}
 	a := &Admission{cfg: cfg, lag: lag, limiters: map[string]*rate.Limiter{}}
 	if cfg.MaxInFlight > 0 {
 		a.slots = make(chan struct{}, cfg.MaxInFlight)
@@ -70,20 +80,32 @@ func NewAdmission(cfg AdmissionConfig, lag LagSource) *Admission {
 	return a
 }
 
-// Enter takes one of the MaxInFlight places of commands being taken in, or
-// answers 429 when none is free; release gives it back (more than once is
-// harmless).
-func (a *Admission) Enter() (release func(), prob *httpapi.Problem) {
+// Enter takes one of the MaxInFlight places of commands being taken in,
+// waiting up to InFlightWait for one, or answers 429; release gives it back
+// (more than once is harmless).
+func (a *Admission) Enter(ctx context.Context) (release func(), prob *httpapi.Problem) {
 	if a == nil || a.slots == nil {
 		return func() {}, nil
 	}
 	select {
 	case a.slots <- struct{}{}:
-		var once sync.Once
-		return func() { once.Do(func() { <-a.slots }) }, nil
+		return a.releaser(), nil
 	default:
-		return nil, tooMany(httpapi.CodeOverloaded, "too many commands in flight on this server", 1)
 	}
+	wait := time.NewTimer(a.cfg.InFlightWait)
+	defer wait.Stop()
+	select {
+	case a.slots <- struct{}{}:
+		return a.releaser(), nil
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	return nil, tooMany(httpapi.CodeOverloaded, "too many commands in flight on this server", 1)
+}
+
+func (a *Admission) releaser() func() {
+	var once sync.Once
+	return func() { once.Do(func() { <-a.slots }) }
 }
 
 // Backlog returns a 429 problem while the decider is more than MaxLag

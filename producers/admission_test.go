@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -80,25 +81,36 @@ func TestBacklogRefusesBeforeReadingTheCommand(t *testing.T) {
 	}
 }
 
-// Past MaxInFlight a command gets 429 at once; a place given back (even
-// twice) makes room for one more, never two.
+// Past MaxInFlight a command waits up to InFlightWait for a place, then
+// gets 429; a place given back (even twice) makes room for one more, never
+// two.
 func TestAdmissionBoundsCommandsInFlight(t *testing.T) {
-	a := producers.NewAdmission(producers.AdmissionConfig{Rate: -1, MaxInFlight: 2}, nil)
-	r1, p1 := a.Enter()
-	_, p2 := a.Enter()
+	a := producers.NewAdmission(producers.AdmissionConfig{Rate: -1, MaxInFlight: 2, InFlightWait: 20 * time.Millisecond}, nil)
+	ctx := context.Background()
+	r1, p1 := a.Enter(ctx)
+	_, p2 := a.Enter(ctx)
 	if p1 != nil || p2 != nil {
 		t.Fatalf("within the bound: %v %v", p1, p2)
 	}
-	if _, p := a.Enter(); p == nil || p.Status != http.StatusTooManyRequests || p.Code != "overloaded" || p.RetryAfter != 1 {
+	t0 := time.Now()
+	if _, p := a.Enter(ctx); p == nil || p.Status != http.StatusTooManyRequests || p.Code != "overloaded" || p.RetryAfter != 1 {
 		t.Fatalf("past the bound: %+v", p)
 	}
-	r1()
-	r1()
-	if _, p := a.Enter(); p != nil {
-		t.Fatalf("after a release: %+v", p)
+	if waited := time.Since(t0); waited < 20*time.Millisecond {
+		t.Fatalf("refused after %v, before InFlightWait", waited)
 	}
-	if _, p := a.Enter(); p == nil {
+	// A command waiting for a place gets the next one given back.
+	go func() { time.Sleep(5 * time.Millisecond); r1(); r1() }()
+	if _, p := a.Enter(ctx); p != nil {
+		t.Fatalf("a place given back while waiting: %+v", p)
+	}
+	if _, p := a.Enter(ctx); p == nil {
 		t.Fatal("a place released twice made room for two")
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, p := a.Enter(gone); p == nil {
+		t.Fatal("a client that left must not wait out InFlightWait")
 	}
 }
 
@@ -120,7 +132,7 @@ func (l *blockingLog) Append(ctx context.Context, env schemas.CommandEnvelope) e
 func TestCommandsPastTheInFlightBoundAreRefused(t *testing.T) {
 	l := &blockingLog{decidedLog: newDecidedLog(), entered: make(chan struct{}, 1), release: make(chan struct{})}
 	h := router(producers.Config{Log: l, Lookup: l, Logger: quiet,
-		Admission: producers.NewAdmission(producers.AdmissionConfig{Rate: -1, MaxInFlight: 1}, nil)})
+		Admission: producers.NewAdmission(producers.AdmissionConfig{Rate: -1, MaxInFlight: 1, InFlightWait: time.Millisecond}, nil)})
 	path := "/v1/workspaces/" + uuid.NewString() + "/tasks"
 	first := make(chan answer)
 	go func() { first <- post(h, path, `{"title":"a"}`) }()

@@ -150,7 +150,7 @@ func (a *API) shed(next http.Handler) http.Handler {
 			httpapi.WriteError(w, r, a.cfg.Logger, prob)
 			return
 		}
-		release, prob := a.cfg.Admission.Enter()
+		release, prob := a.cfg.Admission.Enter(r.Context())
 		if prob != nil {
 			httpapi.WriteError(w, r, a.cfg.Logger, prob)
 			return
