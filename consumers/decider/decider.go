@@ -376,9 +376,9 @@ func (d *Decider) stateRecords(fetches kgo.Fetches, parts map[int32]*partitionSt
 			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, c))})
 		}
 	}
-	for id, t := range b.tasks {
+	for ref, t := range b.tasks {
 		val, err := encodeTask(t)
-		state(keyTask+id, val, err)
+		state(keyTask+taskKey(ref.ws, ref.id), val, err)
 	}
 	for id, k := range b.keys {
 		val, err := encodeKey(k)
@@ -516,9 +516,8 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 		}
 	}
 	if taskID != "" && state.Task != nil {
-		k := taskKey(env.WorkspaceID, taskID)
-		b.tasks[k] = leanTask(state.Task)
-		b.partOf[keyTask+k] = r.Partition
+		b.tasks[taskRef{ws: env.WorkspaceID, id: taskID}] = state.Task
+		b.partOf[keyTask+taskKey(env.WorkspaceID, taskID)] = r.Partition
 	}
 	if keyID != "" && state.Key != nil {
 		b.keys[keyID] = state.Key

@@ -316,13 +316,6 @@ func encodeTask(t *domain.Task) ([]byte, error) {
 		Status: t.Status, Attempt: t.Attempt, Usage: usageV1(t.Usage), Version: t.Version})
 }
 
-// leanTask is the part of a task decisions read; the decider keeps no more
-// in memory, whatever format it was read from.
-func leanTask(t *domain.Task) *domain.Task {
-	return &domain.Task{ID: t.ID, WorkspaceID: t.WorkspaceID, Assignee: t.Assignee, Status: t.Status,
-		Attempt: t.Attempt, Usage: t.Usage, Version: t.Version}
-}
-
 // decodeTask reads every format (0 to 2 spell a task alike; 3 keeps only
 // what decisions read, and so does the task it returns).
 func decodeTask(value []byte) (*domain.Task, error) {

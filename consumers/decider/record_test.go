@@ -48,8 +48,8 @@ func goldenState(t *testing.T) *partitionState {
 	// The task as decisions see it: every format restores this much (the
 	// title "golden task", input "in", priority 1 and times of the older
 	// formats stay in their files, unread).
-	p.tasks[taskKey(goldenWS, goldenTask)] = &domain.Task{ID: goldenTask, WorkspaceID: goldenWS,
-		Status: domain.TaskStatusPending, Version: 1}
+	p.tasks[taskRef{goldenWS, goldenTask}] = hold(&domain.Task{ID: goldenTask, WorkspaceID: goldenWS,
+		Status: domain.TaskStatusPending, Version: 1})
 	p.keys[goldenKey] = &domain.Key{ID: goldenKey, Role: domain.RoleReader, Label: "golden", Status: domain.KeyStatusRevoked,
 		Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Version: 2,
 		IssuedAt: at("2026-11-24T10:00:00.5Z"), RevokedAt: at("2026-11-24T10:05:00Z")}
@@ -111,8 +111,8 @@ func TestStateRecordsOfEveryFormatRestore(t *testing.T) {
 			}
 			if got.next != want.next || !reflect.DeepEqual(got.workspaces, want.workspaces) || !reflect.DeepEqual(got.tasks, want.tasks) ||
 				!reflect.DeepEqual(got.keys, want.keys) {
-				t.Fatalf("%s restored\n%+v %+v %d\nwant\n%+v %+v %d", dir, *got.workspaces[goldenWS], *got.tasks[taskKey(goldenWS, goldenTask)], got.next,
-					*want.workspaces[goldenWS], *want.tasks[taskKey(goldenWS, goldenTask)], want.next)
+				t.Fatalf("%s restored\n%+v %+v %d\nwant\n%+v %+v %d", dir, *got.workspaces[goldenWS], got.tasks[taskRef{goldenWS, goldenTask}], got.next,
+					*want.workspaces[goldenWS], want.tasks[taskRef{goldenWS, goldenTask}], want.next)
 			}
 		})
 	}
@@ -128,7 +128,7 @@ func TestStateWrittenTodayIsTheNewestGoldenFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := encodeTask(s.tasks[taskKey(goldenWS, goldenTask)])
+	task, err := encodeTask(s.tasks[taskRef{goldenWS, goldenTask}].task(taskRef{goldenWS, goldenTask}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,8 +111,47 @@ const (
 	keyOffset = "offset"
 )
 
-// taskKey names a task within the partition: its workspace and its id.
+// taskKey names a task within the partition in its record key: its
+// workspace and its id.
 func taskKey(workspaceID, taskID string) string { return workspaceID + "\x00" + taskID }
+
+// taskRef names a task in memory: its workspace and its id.
+type taskRef struct{ ws, id string }
+
+// heldTask is a task as a partition holds it between transactions: what
+// decisions read and nothing else. A partition holds every task of its
+// workspaces, so each byte here counts a million times; the workspace and
+// id live in the map key.
+type heldTask struct {
+	assignee string
+	status   string // one of the domain's statuses, shared
+	attempt  int
+	version  int64
+	usage    domain.TokenUsage
+}
+
+func hold(t *domain.Task) heldTask {
+	return heldTask{assignee: t.Assignee, status: internStatus(t.Status), attempt: t.Attempt, version: t.Version, usage: t.Usage}
+}
+
+// task is the domain's task for a decision: a copy, which the decision may
+// change without touching the committed state.
+func (h heldTask) task(ref taskRef) *domain.Task {
+	return &domain.Task{ID: ref.id, WorkspaceID: ref.ws, Assignee: h.assignee, Status: h.status, Attempt: h.attempt,
+		Usage: h.usage, Version: h.version}
+}
+
+// internStatus returns the domain's own string for a known status, so a
+// million tasks do not each hold a decoded copy of "pending".
+func internStatus(s string) string {
+	for _, known := range [...]string{domain.TaskStatusPending, domain.TaskStatusAssigned, domain.TaskStatusInProgress,
+		domain.TaskStatusCompleted, domain.TaskStatusFailed, domain.TaskStatusCancelled} {
+		if s == known {
+			return known
+		}
+	}
+	return s
+}
 
 // commandKey is the record key of a remembered outcome.
 func commandKey(workspaceID, commandID string) string {
@@ -122,14 +161,23 @@ func commandKey(workspaceID, commandID string) string {
 // partitionState is the decider's view of the workspaces on one partition.
 type partitionState struct {
 	workspaces map[string]*workspaceState
-	tasks      map[string]*domain.Task // by taskKey
+	tasks      map[taskRef]heldTask
 	keys       map[string]*domain.Key
 	next       int64 // next command offset, from the last transaction
 }
 
 func newPartitionState() *partitionState {
-	return &partitionState{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{},
+	return &partitionState{workspaces: map[string]*workspaceState{}, tasks: map[taskRef]heldTask{},
 		keys: map[string]*domain.Key{}}
+}
+
+// ref is a task's reference that shares its workspace's id string with
+// the workspace's state, when the partition holds it.
+func (p *partitionState) ref(ws, id string) taskRef {
+	if w := p.workspaces[ws]; w != nil && w.Workspace != nil && w.Workspace.ID == ws {
+		ws = w.Workspace.ID
+	}
+	return taskRef{ws: ws, id: id}
 }
 
 // apply loads one decider-state record, of any format this version reads
@@ -191,8 +239,8 @@ func (p *partitionState) apply(key string, value []byte) error {
 		if value == nil {
 			// Tasks are never deleted; a tombstone of a scoped key removes
 			// that task only.
-			if strings.Contains(id, "\x00") {
-				delete(p.tasks, id)
+			if ws, task, scoped := strings.Cut(id, "\x00"); scoped {
+				delete(p.tasks, taskRef{ws: ws, id: task})
 			}
 			return nil
 		}
@@ -203,7 +251,7 @@ func (p *partitionState) apply(key string, value []byte) error {
 		if t.WorkspaceID == "" {
 			return fmt.Errorf("task %q: record without a workspace", id)
 		}
-		p.tasks[taskKey(t.WorkspaceID, t.ID)] = t
+		p.tasks[p.ref(t.WorkspaceID, t.ID)] = hold(t)
 	case strings.HasPrefix(key, keyKey):
 		id := strings.TrimPrefix(key, keyKey)
 		if value == nil {
@@ -223,13 +271,13 @@ func (p *partitionState) apply(key string, value []byte) error {
 // partition states; they become visible to later batches only on commit.
 type batch struct {
 	workspaces map[string]*workspaceState
-	tasks      map[string]*domain.Task // by taskKey
+	tasks      map[taskRef]*domain.Task
 	keys       map[string]*domain.Key
 	partOf     map[string]int32 // aggregate key → partition, for state records
 }
 
 func newBatch() *batch {
-	return &batch{workspaces: map[string]*workspaceState{}, tasks: map[string]*domain.Task{},
+	return &batch{workspaces: map[string]*workspaceState{}, tasks: map[taskRef]*domain.Task{},
 		keys: map[string]*domain.Key{}, partOf: map[string]int32{}}
 }
 
@@ -241,11 +289,14 @@ func (b *batch) workspace(p *partitionState, id string) *workspaceState {
 }
 
 func (b *batch) task(p *partitionState, workspaceID, id string) *domain.Task {
-	k := taskKey(workspaceID, id)
-	if t, ok := b.tasks[k]; ok {
+	ref := taskRef{ws: workspaceID, id: id}
+	if t, ok := b.tasks[ref]; ok {
 		return t
 	}
-	return p.tasks[k]
+	if h, ok := p.tasks[ref]; ok {
+		return h.task(ref)
+	}
+	return nil
 }
 
 func (b *batch) key(p *partitionState, id string) *domain.Key {
@@ -262,9 +313,9 @@ func (b *batch) commit(parts map[int32]*partitionState) {
 			p.workspaces[id] = w
 		}
 	}
-	for id, t := range b.tasks {
-		if p := parts[b.partOf[keyTask+id]]; p != nil {
-			p.tasks[id] = t
+	for ref, t := range b.tasks {
+		if p := parts[b.partOf[keyTask+taskKey(ref.ws, ref.id)]]; p != nil {
+			p.tasks[p.ref(ref.ws, ref.id)] = hold(t)
 		}
 	}
 	for id, k := range b.keys {
