@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -73,6 +74,12 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if spaces = past.Workspaces; len(spaces) == 0 {
 			return fmt.Errorf("--reuse %s: the report names no workspaces", *reuse)
+		}
+		// The ids go into request paths: only what logbook hands out.
+		for _, ws := range spaces {
+			if _, err := uuid.Parse(ws); err != nil {
+				return fmt.Errorf("--reuse %s: %.64q is not a workspace id", *reuse, ws)
+			}
 		}
 	}
 	if *inputBytes < 0 || *inputBytes > domain.MaxTextLen {

@@ -498,21 +498,7 @@ func (r *runner) awaitVisible(ctx context.Context, ws, id string) error {
 }
 
 func (r *runner) get(ctx context.Context, path string, into any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.URL+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.cfg.Key)
-	resp, err := r.cfg.HTTP.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return resp.StatusCode, nil
-	}
-	return resp.StatusCode, json.NewDecoder(io.LimitReader(resp.Body, 32<<20)).Decode(into)
+	return getJSON(ctx, r.cfg.HTTP, r.cfg.URL+path, r.cfg.Key, into)
 }
 
 // sample records a timeline sample and a progress line every second until
