@@ -3,21 +3,17 @@ package projections_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
-	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/internal/pg"
 	"github.com/logbook-dev/logbook/internal/pgtest"
 	"github.com/logbook-dev/logbook/projections"
-	"github.com/logbook-dev/logbook/schemas"
 )
 
 // BenchmarkProjectorsOnAPrefilledLog measures the projections alone: a
@@ -27,8 +23,8 @@ import (
 // results) build Postgres from that log side by side. Reported: commands/s
 // from their start until both hold everything.
 func BenchmarkProjectorsOnAPrefilledLog(b *testing.B) {
-	spaces := benchEnv("BENCH_PROJECTOR_WORKSPACES", 10000)
-	tasks := benchEnv("BENCH_PROJECTOR_TASKS", 50000)
+	spaces := kafkatest.EnvInt("BENCH_PROJECTOR_WORKSPACES", 10000)
+	tasks := kafkatest.EnvInt("BENCH_PROJECTOR_TASKS", 50000)
 	for range b.N {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		cfg := kafkatest.Config(b, 6)
@@ -94,29 +90,14 @@ func prefillDecided(ctx context.Context, b *testing.B, cfg kafka.Config, spaces,
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	var recs []*kgo.Record
-	add := func(typ, ws string, payload any) {
-		env, err := schemas.EncodeCommand(domain.Command{ID: newID(), Type: typ, WorkspaceID: ws,
-			Actor: domain.Actor{ID: "bench", Role: domain.RoleAdmin}, IssuedAt: time.Now(), Payload: payload}, "")
-		if err != nil {
-			b.Fatal(err)
-		}
+	cmds, err := kafkatest.CreateCommands(spaces, tasks)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]*kgo.Record, len(cmds))
+	for i, env := range cmds {
 		val, _ := json.Marshal(env)
-		recs = append(recs, &kgo.Record{Topic: cfg.Topics().Commands, Key: []byte(ws), Value: val})
-		if len(recs) == 1024 {
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				b.Fatal(err)
-			}
-			recs = recs[:0]
-		}
-	}
-	ids := make([]string, spaces)
-	for i := range ids {
-		ids[i] = newID()
-		add(domain.CmdWorkspaceCreate, ids[i], &domain.WorkspaceCreateCmd{Name: "bench " + strconv.Itoa(i)})
-	}
-	for i := range tasks {
-		add(domain.CmdTaskCreate, ids[i%spaces], &domain.TaskCreateCmd{TaskID: newID(), Title: "bench task", Input: "bench input"})
+		recs[i] = &kgo.Record{Topic: cfg.Topics().Commands, Key: []byte(env.WorkspaceID), Value: val}
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		b.Fatal(err)
@@ -137,11 +118,4 @@ func prefillDecided(ctx context.Context, b *testing.B, cfg kafka.Config, spaces,
 	if st := d.Snapshot(); st.Accepted != int64(spaces+tasks) {
 		b.Fatalf("the decider accepted %d of %d commands", st.Accepted, spaces+tasks)
 	}
-}
-
-func benchEnv(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
 }

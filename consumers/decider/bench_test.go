@@ -5,19 +5,16 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"os"
-	"strconv"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
-	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/internal/signing"
-	"github.com/logbook-dev/logbook/schemas"
 )
 
 // BenchmarkDeciderOnAPrefilledLog measures the decider alone: a log of
@@ -26,8 +23,8 @@ import (
 // one decider, verifying every signature, decides it all. Reported:
 // commands/s from its start to its last transaction.
 func BenchmarkDeciderOnAPrefilledLog(b *testing.B) {
-	spaces := envInt("BENCH_DECIDER_WORKSPACES", 10000)
-	tasks := envInt("BENCH_DECIDER_TASKS", 50000)
+	spaces := kafkatest.EnvInt("BENCH_DECIDER_WORKSPACES", 10000)
+	tasks := kafkatest.EnvInt("BENCH_DECIDER_TASKS", 50000)
 	priv, pub, err := signing.NewKey("api-1")
 	if err != nil {
 		b.Fatal(err)
@@ -80,9 +77,11 @@ func prefill(ctx context.Context, b *testing.B, cfg kafka.Config, signer *signin
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	ids := make([]string, spaces)
-	var batch []*schemas.CommandEnvelope
-	flush := func() {
+	cmds, err := kafkatest.CreateCommands(spaces, tasks)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for batch := range slices.Chunk(cmds, 512) {
 		if err := signer.SignCommands(batch); err != nil {
 			b.Fatal(err)
 		}
@@ -94,34 +93,6 @@ func prefill(ctx context.Context, b *testing.B, cfg kafka.Config, signer *signin
 		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 			b.Fatal(err)
 		}
-		batch = batch[:0]
 	}
-	add := func(typ, ws string, payload any) {
-		env, err := schemas.EncodeCommand(domain.Command{ID: newID(), Type: typ, WorkspaceID: ws,
-			Actor: domain.Actor{ID: "bench", Role: domain.RoleAdmin}, IssuedAt: time.Now(), Payload: payload}, "")
-		if err != nil {
-			b.Fatal(err)
-		}
-		batch = append(batch, &env)
-		if len(batch) == 512 {
-			flush()
-		}
-	}
-	for i := range ids {
-		ids[i] = newID()
-		add(domain.CmdWorkspaceCreate, ids[i], &domain.WorkspaceCreateCmd{Name: "bench " + strconv.Itoa(i)})
-	}
-	for i := range tasks {
-		ws := ids[i%spaces]
-		add(domain.CmdTaskCreate, ws, &domain.TaskCreateCmd{TaskID: newID(), Title: "bench task", Input: "bench input"})
-	}
-	flush()
-	return spaces + tasks
-}
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
+	return len(cmds)
 }
