@@ -356,13 +356,9 @@ func (d *Decider) stateRecords(fetches kgo.Fetches, parts map[int32]*partitionSt
 		val, err := encodeWorkspace(*w)
 		state(keyWorkspace+id, val, err)
 		p := b.partOf[keyWorkspace+id]
-		var prev []outcome
-		if ps := parts[p]; ps != nil && ps.workspaces[id] != nil {
-			prev = ps.workspaces[id].Recent
-		}
-		added, evicted := windowChanges(prev, w.Recent)
+		added := w.Recent.added()
 		if w.legacy {
-			added = w.Recent // the whole window, out of the record that held it
+			added = w.Recent.all() // the whole window, out of the record that held it
 		}
 		for _, o := range added {
 			val, err := encodeCommand(o)
@@ -372,7 +368,7 @@ func (d *Decider) stateRecords(fetches kgo.Fetches, parts map[int32]*partitionSt
 			}
 			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, o.CommandID)), Value: val})
 		}
-		for _, c := range evicted {
+		for _, c := range b.evicted[id] {
 			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, c))})
 		}
 	}
@@ -530,9 +526,7 @@ func (d *Decider) decide(p *partitionState, b *batch, r *kgo.Record, now time.Ti
 	for _, e := range sealed {
 		res.Events = append(res.Events, schemas.EventRef{ID: e.ID, Seq: e.Seq, Type: e.Type})
 	}
-	next = next.remember(*res, d.cfg.DedupWindow)
-	b.workspaces[env.WorkspaceID] = &next
-	b.partOf[keyWorkspace+env.WorkspaceID] = r.Partition
+	b.remember(next, *res, d.cfg.DedupWindow, r.Partition)
 	return res, sealed
 }
 
@@ -551,9 +545,7 @@ func (d *Decider) rememberOutcome(_ *partitionState, b *batch, ws *workspaceStat
 	if ws == nil {
 		return res
 	}
-	next := ws.remember(*res, d.cfg.DedupWindow)
-	b.workspaces[res.WorkspaceID] = &next
-	b.partOf[keyWorkspace+res.WorkspaceID] = partition
+	b.remember(*ws, *res, d.cfg.DedupWindow, partition)
 	return res
 }
 

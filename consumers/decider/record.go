@@ -306,7 +306,10 @@ func decodeWorkspace(value []byte) (w *workspaceState, held bool, err error) {
 		if out.CommandID == "" {
 			return nil, false, fmt.Errorf("window entry %d has no command id", i)
 		}
-		w.Recent = append(w.Recent, out)
+		if w.Recent == nil {
+			w.Recent = &window{}
+		}
+		w.Recent.add(out, false, 0)
 	}
 	return w, true, nil
 }

@@ -37,13 +37,16 @@ func goldenState(t *testing.T) *partitionState {
 	p.workspaces[goldenWS] = &workspaceState{
 		Workspace: &domain.Workspace{ID: goldenWS, Name: "golden", Status: domain.WorkspaceStatusActive, Version: 1,
 			CreatedAt: at("2026-11-23T23:51:44.595066046Z"), Policy: domain.AIPolicy{FallbackMode: "none"}},
-		Chain: schemas.Chain{Seq: 2, Hash: "1a14da5ebd371555cc4af1bfbd456e997fd1d533550db19e8869bd262d91164c"},
-		Recent: []outcome{
-			{CommandID: "0190d6a4-0000-7000-8000-00000000c001", AggregateID: goldenWS},
-			{CommandID: "0190d6a4-0000-7000-8000-00000000c002", AggregateID: goldenTask},
-			{CommandID: "0190d6a4-0000-7000-8000-00000000c003", Rejected: true, Code: domain.CodeConflict,
-				Reason: `task "0190d6a4-0000-7000-8000-00000000b001" cannot go from pending to completed`},
-		},
+		Chain:  schemas.Chain{Seq: 2, Hash: "1a14da5ebd371555cc4af1bfbd456e997fd1d533550db19e8869bd262d91164c"},
+		Recent: &window{},
+	}
+	for _, o := range []outcome{
+		{CommandID: "0190d6a4-0000-7000-8000-00000000c001", AggregateID: goldenWS},
+		{CommandID: "0190d6a4-0000-7000-8000-00000000c002", AggregateID: goldenTask},
+		{CommandID: "0190d6a4-0000-7000-8000-00000000c003", Rejected: true, Code: domain.CodeConflict,
+			Reason: `task "0190d6a4-0000-7000-8000-00000000b001" cannot go from pending to completed`},
+	} {
+		p.workspaces[goldenWS].Recent.add(o, false, 0)
 	}
 	// The task as decisions see it: every format restores this much (the
 	// title "golden task", input "in", priority 1 and times of the older
@@ -137,7 +140,7 @@ func TestStateWrittenTodayIsTheNewestGoldenFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{"workspace.json": ws, "task.json": task, "key.json": key, "offset": encodeOffset(s.next)}
-	for i, o := range s.workspaces[goldenWS].Recent {
+	for i, o := range s.workspaces[goldenWS].Recent.all() {
 		if o.CommandID != goldenCommands[i] {
 			t.Fatalf("window entry %d is %s, the golden files hold %s", i, o.CommandID, goldenCommands[i])
 		}

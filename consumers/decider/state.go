@@ -2,7 +2,6 @@ package decider
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 type workspaceState struct {
 	Workspace *domain.Workspace
 	Chain     schemas.Chain
-	Recent    []outcome // oldest first
+	Recent    *window // shared by the committed state and a transaction's copy
 	// legacy says Recent was read from a workspace record that held it
 	// (formats before 3): the next write of the workspace writes it out as
 	// command records, before a format-3 record supersedes the old one.
@@ -58,14 +57,7 @@ func (o outcome) answer(env schemas.CommandEnvelope, decidedAt time.Time) schema
 }
 
 // recent finds a command's first outcome in the window.
-func (w *workspaceState) recent(commandID string) (outcome, bool) {
-	for i := len(w.Recent) - 1; i >= 0; i-- {
-		if w.Recent[i].CommandID == commandID {
-			return w.Recent[i], true
-		}
-	}
-	return outcome{}, false
-}
+func (w *workspaceState) recent(commandID string) (outcome, bool) { return w.Recent.find(commandID) }
 
 // result turns a remembered outcome back into a result.
 func (o outcome) result(commandType, workspaceID string) schemas.Result {
@@ -77,22 +69,13 @@ func (o outcome) result(commandType, workspaceID string) schemas.Result {
 	return r
 }
 
-// remember returns a copy of w whose window holds r, dropping the oldest
-// outcomes beyond window.
-func (w workspaceState) remember(r schemas.Result, window int) workspaceState {
+// outcomeOf is what the window keeps of a result.
+func outcomeOf(r schemas.Result) outcome {
 	o := outcome{CommandID: r.CommandID, AggregateID: r.AggregateID, Digest: compactDigest(r.RequestDigest)}
 	if r.Status == schemas.ResultRejected {
 		o.Rejected, o.Code, o.Reason, o.Field = true, r.Code, r.Reason, r.Field
 	}
-	n := len(w.Recent) + 1
-	start := 0
-	if n > window {
-		start = n - window
-	}
-	recent := make([]outcome, 0, min(n, window))
-	recent = append(recent, w.Recent[min(start, len(w.Recent)):]...)
-	w.Recent = append(recent, o)
-	return w
+	return o
 }
 
 const (
@@ -204,7 +187,7 @@ func (p *partitionState) apply(key string, value []byte) error {
 			// The window is in command records, read before or after.
 			w.Recent, w.legacy = had.Recent, had.legacy
 		} else {
-			w.legacy = held && len(w.Recent) > 0
+			w.legacy = held && w.Recent.len() > 0
 		}
 		p.workspaces[id] = w
 	case strings.HasPrefix(key, keyCommand):
@@ -214,8 +197,8 @@ func (p *partitionState) apply(key string, value []byte) error {
 		}
 		w := p.workspaces[ws]
 		if value == nil {
-			if w != nil {
-				w.Recent = slices.DeleteFunc(w.Recent, func(o outcome) bool { return o.CommandID == cmd })
+			if w != nil && w.Recent != nil {
+				w.Recent.remove(cmd)
 			}
 			return nil
 		}
@@ -232,7 +215,10 @@ func (p *partitionState) apply(key string, value []byte) error {
 			p.workspaces[ws] = w
 		}
 		if _, dup := w.recent(cmd); !dup {
-			w.Recent = append(w.Recent, o)
+			if w.Recent == nil {
+				w.Recent = &window{}
+			}
+			w.Recent.add(o, false, 0)
 		}
 	case strings.HasPrefix(key, keyTask):
 		id := strings.TrimPrefix(key, keyTask)
@@ -274,11 +260,27 @@ type batch struct {
 	tasks      map[taskRef]*domain.Task
 	keys       map[string]*domain.Key
 	partOf     map[string]int32 // aggregate key → partition, for state records
+	// evicted are the command ids each workspace's window let go, whose
+	// records get a tombstone.
+	evicted map[string][]string
 }
 
 func newBatch() *batch {
 	return &batch{workspaces: map[string]*workspaceState{}, tasks: map[taskRef]*domain.Task{},
-		keys: map[string]*domain.Key{}, partOf: map[string]int32{}}
+		keys: map[string]*domain.Key{}, partOf: map[string]int32{}, evicted: map[string][]string{}}
+}
+
+// remember makes w, holding r in its window of at most size outcomes, the
+// batch's state of r's workspace.
+func (b *batch) remember(w workspaceState, r schemas.Result, size int, partition int32) {
+	if w.Recent == nil {
+		w.Recent = &window{}
+	}
+	id := r.WorkspaceID
+	w.Recent.trim(size-1, func(cmd string) { b.evicted[id] = append(b.evicted[id], cmd) })
+	w.Recent.add(outcomeOf(r), true, size)
+	b.workspaces[id] = &w
+	b.partOf[keyWorkspace+id] = partition
 }
 
 func (b *batch) workspace(p *partitionState, id string) *workspaceState {
@@ -310,6 +312,9 @@ func (b *batch) commit(parts map[int32]*partitionState) {
 	for id, w := range b.workspaces {
 		if p := parts[b.partOf[keyWorkspace+id]]; p != nil {
 			w.legacy = false // written out as command records by this batch
+			if w.Recent != nil {
+				w.Recent.fresh = 0
+			}
 			p.workspaces[id] = w
 		}
 	}
@@ -323,23 +328,4 @@ func (b *batch) commit(parts map[int32]*partitionState) {
 			p.keys[id] = k
 		}
 	}
-}
-
-// windowChanges compares a workspace's committed window with the one a
-// batch leaves: the outcomes added and the command ids let go, oldest
-// first. Windows only grow at the end and shrink at the front.
-func windowChanges(prev, next []outcome) (added []outcome, evicted []string) {
-	if len(prev) == 0 {
-		return next, nil
-	}
-	last := prev[len(prev)-1].CommandID
-	i := len(next) - 1
-	for i >= 0 && next[i].CommandID != last {
-		i--
-	}
-	// i < 0: the batch let every earlier outcome go.
-	for _, o := range prev[:len(prev)-(i+1)] {
-		evicted = append(evicted, o.CommandID)
-	}
-	return next[i+1:], evicted
 }

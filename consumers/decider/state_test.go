@@ -12,6 +12,18 @@ import (
 	"github.com/logbook-dev/logbook/schemas"
 )
 
+// remember runs results through one batch's window of size outcomes and
+// returns the workspace's state it leaves.
+func remember(w workspaceState, size int, results ...schemas.Result) (workspaceState, *batch) {
+	b := newBatch()
+	for _, r := range results {
+		r.WorkspaceID = "w"
+		b.remember(w, r, size, 0)
+		w = *b.workspaces["w"]
+	}
+	return w, b
+}
+
 func TestWindowKeepsTheLastOutcomesAndReplaysThem(t *testing.T) {
 	var w workspaceState
 	for i := 0; i < 10; i++ {
@@ -19,10 +31,10 @@ func TestWindowKeepsTheLastOutcomesAndReplaysThem(t *testing.T) {
 		if i == 9 {
 			r = schemas.Result{CommandID: "c9", Status: schemas.ResultRejected, Code: domain.CodeInvalid, Reason: "bad", Field: "title"}
 		}
-		w = w.remember(r, 4)
+		w, _ = remember(w, 4, r)
 	}
-	if len(w.Recent) != 4 {
-		t.Fatalf("window holds %d outcomes, want 4", len(w.Recent))
+	if w.Recent.len() != 4 {
+		t.Fatalf("window holds %d outcomes, want 4", w.Recent.len())
 	}
 	if _, ok := w.recent("c5"); ok {
 		t.Fatal("c5 must have fallen out of a window of 4")
@@ -35,21 +47,15 @@ func TestWindowKeepsTheLastOutcomesAndReplaysThem(t *testing.T) {
 	if got := o.result("task.create", "ws"); !ok || got.Status != schemas.ResultRejected || got.Code != domain.CodeInvalid || got.Field != "title" || got.Reason != "bad" {
 		t.Fatalf("c9 replayed as %+v", got)
 	}
-	// remember never shares the backing array with the state it copied.
-	before := w
-	after := w.remember(schemas.Result{CommandID: "c10", Status: schemas.ResultAccepted}, 4)
-	if before.Recent[3].CommandID != "c9" || after.Recent[3].CommandID != "c10" {
-		t.Fatal("remember changed the state it was called on")
-	}
 }
 
 func TestWindowRefusesAKeyReusedForAnotherRequest(t *testing.T) {
 	d1 := schemas.RequestDigest("POST", "/v1/workspaces/w/tasks", []byte(`{"title":"a"}`))
 	d2 := schemas.RequestDigest("POST", "/v1/workspaces/w/tasks", []byte(`{"title":"b"}`))
-	var w workspaceState
-	w = w.remember(schemas.Result{CommandID: "c1", Status: schemas.ResultAccepted, AggregateID: "a1", RequestDigest: d1}, 4)
-	w = w.remember(schemas.Result{CommandID: "c2", Status: schemas.ResultAccepted, AggregateID: "a2"}, 4) // no key
-	if got := w.Recent[0].Digest; got != d1[:32] {
+	w, _ := remember(workspaceState{}, 4,
+		schemas.Result{CommandID: "c1", Status: schemas.ResultAccepted, AggregateID: "a1", RequestDigest: d1},
+		schemas.Result{CommandID: "c2", Status: schemas.ResultAccepted, AggregateID: "a2"}) // no key
+	if got := w.Recent.at(0).outcome().Digest; got != d1[:32] {
 		t.Fatalf("window keeps digest %q, want the first 16 bytes of %q", got, d1)
 	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -89,7 +95,7 @@ func TestWorkspaceRecordWrittenBeforeDigestsStillReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := p.workspaces[ws]
-	if w == nil || w.Workspace == nil || w.Workspace.Name != "golden" || w.Chain.Seq != 2 || len(w.Recent) != 3 {
+	if w == nil || w.Workspace == nil || w.Workspace.Name != "golden" || w.Chain.Seq != 2 || w.Recent.len() != 3 {
 		t.Fatalf("restored %+v", w)
 	}
 	// Old outcomes have no digest: any request under their id gets them.
@@ -107,8 +113,8 @@ func TestWorkspaceRecordWrittenBeforeDigestsStillReads(t *testing.T) {
 	}
 	// New outcomes join the old window with their digest, in today's
 	// format: a command record each.
-	next := w.remember(schemas.Result{CommandID: "c-new", Status: schemas.ResultAccepted, RequestDigest: d}, 256)
-	added, evicted := windowChanges(w.Recent, next.Recent)
+	next, b := remember(*w, 256, schemas.Result{CommandID: "c-new", Status: schemas.ResultAccepted, RequestDigest: d})
+	added, evicted := next.Recent.added(), b.evicted["w"]
 	if len(added) != 1 || added[0].CommandID != "c-new" || len(evicted) != 0 {
 		t.Fatalf("window changes: added %v, evicted %v", added, evicted)
 	}
@@ -123,17 +129,19 @@ func TestWorkspaceRecordWrittenBeforeDigestsStillReads(t *testing.T) {
 	if err := back.apply(commandKey(ws, "c-new"), val); err != nil {
 		t.Fatal(err)
 	}
-	if bw := back.workspaces[ws]; len(bw.Recent) != 4 || bw.Recent[3].Digest != d[:32] || bw.Recent[0].Digest != "" || !bw.legacy {
+	if bw := back.workspaces[ws]; bw.Recent.len() != 4 || bw.Recent.at(3).outcome().Digest != d[:32] || bw.Recent.at(0).outcome().Digest != "" || !bw.legacy {
 		t.Fatalf("window after a new outcome: %+v (%s)", bw, val)
 	}
 }
 
-// The window's changes are what a batch took in and let go, oldest first.
+// A batch's window changes are the outcomes it added and kept, and the
+// ids of committed outcomes it let go, oldest first; an outcome added and
+// let go by the same batch leaves no record.
 func TestWindowChanges(t *testing.T) {
-	o := func(ids ...string) []outcome {
-		var out []outcome
+	results := func(ids ...string) []schemas.Result {
+		var out []schemas.Result
 		for _, id := range ids {
-			out = append(out, outcome{CommandID: id})
+			out = append(out, schemas.Result{CommandID: id, Status: schemas.ResultAccepted})
 		}
 		return out
 	}
@@ -145,18 +153,21 @@ func TestWindowChanges(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		prev, next     []outcome
-		added, evicted []string
+		committed, batch []string
+		added, evicted   []string
 	}{
-		{nil, o("a"), []string{"a"}, nil},
-		{o("a", "b"), o("a", "b", "c"), []string{"c"}, nil},
-		{o("a", "b", "c"), o("b", "c", "d"), []string{"d"}, []string{"a"}},
-		{o("a", "b", "c"), o("d", "e", "f"), []string{"d", "e", "f"}, []string{"a", "b", "c"}},
-		{o("a", "b"), o("a", "b"), nil, nil},
+		{nil, []string{"a"}, []string{"a"}, nil},
+		{[]string{"a", "b"}, []string{"c"}, []string{"c"}, nil},
+		{[]string{"a", "b", "c"}, []string{"d"}, []string{"d"}, []string{"a"}},
+		{[]string{"a", "b", "c"}, []string{"d", "e", "f"}, []string{"d", "e", "f"}, []string{"a", "b", "c"}},
+		{[]string{"a", "b"}, []string{"c", "d", "e", "f", "g"}, []string{"e", "f", "g"}, []string{"a", "b"}},
+		{[]string{"a", "b"}, nil, nil, nil},
 	} {
-		added, evicted := windowChanges(tc.prev, tc.next)
-		if !slices.Equal(ids(added), tc.added) || !slices.Equal(evicted, tc.evicted) {
-			t.Errorf("%v → %v: added %v evicted %v, want %v %v", ids(tc.prev), ids(tc.next), ids(added), evicted, tc.added, tc.evicted)
+		w, b := remember(workspaceState{}, 3, results(tc.committed...)...)
+		b.commit(map[int32]*partitionState{0: newPartitionState()})
+		w, b = remember(w, 3, results(tc.batch...)...)
+		if !slices.Equal(ids(w.Recent.added()), tc.added) || !slices.Equal(b.evicted["w"], tc.evicted) {
+			t.Errorf("%v then %v: added %v evicted %v, want %v %v", tc.committed, tc.batch, ids(w.Recent.added()), b.evicted["w"], tc.added, tc.evicted)
 		}
 	}
 }
