@@ -88,7 +88,8 @@ if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
 fi
 
 # A failing micro-benchmark fails the run, never drops out of the table.
-if ! micro_out=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/ 2>&1); then
+if ! micro_out=$(go test -run '^$' -bench . -benchmem -count 1 ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/ 2>&1 &&
+  go test -run '^$' -bench '^Benchmark(Remember|WindowMemory)$' -benchmem -count 1 ./consumers/decider/ 2>&1); then
   echo "$micro_out" >&2
   echo "bench: a micro-benchmark failed" >&2
   exit 1
@@ -199,6 +200,9 @@ rows/s; one row per committed transaction 1.8k/s.
 ## Micro-benchmarks
 
 \`go test -run '^\$' -bench . -benchmem ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/\`
+and \`go test -run '^\$' -bench '^Benchmark(Remember|WindowMemory)\$' -benchmem ./consumers/decider/\`
+(the idempotency window: one command's cost in a full window, and the
+heap per remembered command)
 
 \`\`\`
 $micro
