@@ -131,38 +131,43 @@ type Parked struct {
 	Version     int64
 }
 
-// Unparked returns tasks assigned to an agent for longer than idle in
-// workspaces whose policy may have left them waiting (a daily token budget,
-// not spent on day, or a request rate), oldest first, at most perWorkspace
-// of each workspace so a deep backlog does not take the whole sweep.
-func (a *AgentWork) Unparked(ctx context.Context, day time.Time, idle time.Duration, perWorkspace, limit int) ([]Parked, error) {
+// Unparked returns tasks assigned to an agent for longer than idle, in
+// workspaces not over their daily token budget on day, and attempts an
+// agent started and left without an outcome for longer than stalled (a
+// provider call that failed after the start), oldest first, at most
+// perWorkspace of each workspace so a deep backlog does not take the whole
+// sweep: the tasks the agent worker left waiting (for a budget, a request
+// rate or their workspace's turn) and may have forgotten. A started task
+// is returned at the version its assignment gave it, one before its start.
+func (a *AgentWork) Unparked(ctx context.Context, day time.Time, idle, stalled time.Duration, perWorkspace, limit int) ([]Parked, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := a.pool.Query(ctx, `SELECT workspace_id, id, assignee, version FROM (
-			SELECT t.workspace_id, t.id, t.assignee, t.version, t.updated_at,
+			SELECT t.workspace_id, t.id, t.assignee, t.updated_at,
+				CASE WHEN t.status = 'in_progress' THEN t.version - 1 ELSE t.version END AS version,
 				row_number() OVER (PARTITION BY t.workspace_id ORDER BY t.updated_at) AS n
 			FROM tasks t
 			JOIN agents a ON a.workspace_id = t.workspace_id AND a.id = t.assignee
 			JOIN workspaces w ON w.id = t.workspace_id
 			LEFT JOIN ai_usage u ON u.workspace_id = t.workspace_id AND u.day = $1::date
-			WHERE t.status = 'assigned' AND t.updated_at < now() - make_interval(secs => $2)
-				AND (w.ai_daily_budget > 0 OR w.ai_requests_per_minute > 0)
-				AND (w.ai_daily_budget = 0 OR COALESCE(u.prompt_tokens + u.completion_tokens, 0) < w.ai_daily_budget)
-		) waiting WHERE n <= $3
-		ORDER BY updated_at LIMIT $4`, day.UTC().Format(time.DateOnly), idle.Seconds(), perWorkspace, limit)
+			WHERE (t.status = 'assigned' AND t.updated_at < now() - make_interval(secs => $2)
+					AND (w.ai_daily_budget = 0 OR COALESCE(u.prompt_tokens + u.completion_tokens, 0) < w.ai_daily_budget))
+				OR (t.status = 'in_progress' AND t.updated_at < now() - make_interval(secs => $3))
+		) waiting WHERE n <= $4
+		ORDER BY updated_at LIMIT $5`, day.UTC().Format(time.DateOnly), idle.Seconds(), stalled.Seconds(), perWorkspace, limit)
 	return collectParked(rows, err)
 }
 
 // Waiting returns the oldest tasks of a workspace assigned to one of its
-// agents a second ago or more (younger ones are the event path's), at most
-// limit: the ones its request rate left waiting.
-func (a *AgentWork) Waiting(ctx context.Context, workspaceID string, limit int) ([]Parked, error) {
+// agents at least minAge ago (younger ones may be the event path's), at
+// most limit: the ones the worker left waiting.
+func (a *AgentWork) Waiting(ctx context.Context, workspaceID string, minAge time.Duration, limit int) ([]Parked, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := a.pool.Query(ctx, `SELECT t.workspace_id, t.id, t.assignee, t.version FROM tasks t
 		JOIN agents a ON a.workspace_id = t.workspace_id AND a.id = t.assignee
-		WHERE t.workspace_id = $1 AND t.status = 'assigned' AND t.updated_at < now() - interval '1 second'
-		ORDER BY t.updated_at LIMIT $2`, dbText(workspaceID), limit)
+		WHERE t.workspace_id = $1 AND t.status = 'assigned' AND t.updated_at <= now() - make_interval(secs => $2)
+		ORDER BY t.updated_at LIMIT $3`, dbText(workspaceID), minAge.Seconds(), limit)
 	return collectParked(rows, err)
 }
 

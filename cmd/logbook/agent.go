@@ -140,12 +140,12 @@ func (s agentStore) Work(ctx context.Context, ws, task string, day time.Time) (a
 	return agent.Work(w), ok, err
 }
 
-func (s agentStore) Unparked(ctx context.Context, day time.Time, idle time.Duration, perWorkspace, limit int) ([]agent.Parked, error) {
-	return parked(s.AgentWork.Unparked(ctx, day, idle, perWorkspace, limit))
+func (s agentStore) Unparked(ctx context.Context, day time.Time, idle, stalled time.Duration, perWorkspace, limit int) ([]agent.Parked, error) {
+	return parked(s.AgentWork.Unparked(ctx, day, idle, stalled, perWorkspace, limit))
 }
 
-func (s agentStore) Waiting(ctx context.Context, ws string, limit int) ([]agent.Parked, error) {
-	return parked(s.AgentWork.Waiting(ctx, ws, limit))
+func (s agentStore) Waiting(ctx context.Context, ws string, minAge time.Duration, limit int) ([]agent.Parked, error) {
+	return parked(s.AgentWork.Waiting(ctx, ws, minAge, limit))
 }
 
 func parked(ps []projections.Parked, err error) ([]agent.Parked, error) {

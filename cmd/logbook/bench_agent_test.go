@@ -29,7 +29,10 @@ func envInt(name string, def int) int {
 // all ten still have tasks, a fair worker gives each a tenth of the answers:
 // max_share_per_fair_share is the largest share one workspace took in that
 // time over that tenth (1 is perfectly fair; first-come-first-served would
-// give the big workspace 5.5). The agent runs in its own process (dev
+// give the big workspace 5.5), and small_done_per_fair is when the small
+// workspaces were all done over when an equal share would have done them
+// (1 is fair; first-come-first-served gives about the drain time over
+// it). The agent runs in its own process (dev
 // --roles without agent, plus serve --roles agent), so its RSS is its own.
 func BenchmarkAIDrainAfterOutage(b *testing.B) {
 	nTasks, rate := envInt("BENCH_AI_TASKS", 10000), envInt("BENCH_AI_RATE", 200)
@@ -157,12 +160,24 @@ func drainAfterOutage(b *testing.B, nTasks, rate int) {
 		}
 	}
 	start := answers[0].at
+	// Fair: every workspace at an equal share of the measured rate until it
+	// has no tasks left, so the small ones are done after as many answers
+	// as each of the ten has up to the largest small one's count.
+	mSmall, fairAnswers := 0, 0
+	for _, n := range perWS[1:] {
+		mSmall = max(mSmall, n)
+	}
+	for _, n := range perWS {
+		fairAnswers += min(n, mSmall)
+	}
+	fairSmall := float64(fairAnswers) / (float64(nTasks) / drain.Seconds())
 	b.ReportMetric(drain.Seconds(), "drain_s")
 	b.ReportMetric(float64(nTasks)/drain.Seconds(), "answers/s")
 	b.ReportMetric(float64(rssOutage), "worker_rss_outage_KiB")
 	b.ReportMetric(float64(procKiB(b, worker.cmd.Process.Pid, "VmHWM")), "worker_peak_rss_KiB")
 	b.ReportMetric(maxShare*nWS, "max_share_per_fair_share")
 	b.ReportMetric(lastSmall.Sub(start).Seconds(), "small_workspaces_done_s")
+	b.ReportMetric(lastSmall.Sub(start).Seconds()/fairSmall, "small_done_per_fair")
 	b.ReportMetric(bigDone.Sub(start).Seconds(), "big_workspace_done_s")
 	b.Logf("drain of %d tasks at %d req/s: %v; first workspace done after %v; fake calls by mode: %+v",
 		nTasks, rate, drain.Round(time.Millisecond), firstDone.Sub(start).Round(time.Millisecond), fake.Stats().Calls)

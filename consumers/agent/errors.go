@@ -16,6 +16,10 @@ type waitError struct {
 func (e *waitError) Error() string { return "waiting: " + e.reason }
 func (e *waitError) Unwrap() error { return e.err }
 
+// errLeftWaiting: the task was left assigned (its workspace's budget or
+// request rate); the event is done with, a drain or sweep starts it later.
+var errLeftWaiting = errors.New("agent: task left waiting")
+
 // permanentError: handling this event can never succeed (it cannot be
 // decoded); it goes to the dlq topic so its partition moves on.
 type permanentError struct{ err error }

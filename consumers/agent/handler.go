@@ -33,13 +33,17 @@ func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 	if err != nil {
 		return nil, &permanentError{err}
 	}
+	var out []*message.Message
 	switch p := ev.Payload.(type) {
 	case *domain.TaskAssigned:
-		return w.work(msg.Context(), env, p.TaskID, p.Assignee)
+		out, err = w.work(msg.Context(), env, p.TaskID, p.Assignee)
 	case *domain.TaskRetried:
-		return w.work(msg.Context(), env, p.TaskID, p.Assignee)
+		out, err = w.work(msg.Context(), env, p.TaskID, p.Assignee)
 	}
-	return nil, nil
+	if errors.Is(err, errLeftWaiting) {
+		return nil, nil
+	}
+	return out, err
 }
 
 // work runs one attempt of a task assigned (or retried) to an agent: it
@@ -53,8 +57,20 @@ func (w *Worker) handle(msg *message.Message) ([]*message.Message, error) {
 // fallback is left assigned, not held here where it would hold up the
 // other workspaces of its partition; the sweep starts it later. So is a
 // task whose workspace has made the requests per minute its policy allows;
-// the drain starts it when the rate does.
-func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, assignee string) ([]*message.Message, error) {
+// the drain starts it when the rate does. A task this process is working
+// already, reached another way (its event, a drain, a sweep), is left to
+// that way, so the provider is asked once, and so is one handled a moment
+// ago, whose outcome may not be in the read model yet.
+func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, assignee string) (out []*message.Message, err error) {
+	release, free := w.turns.hold(env.WorkspaceID, taskID, env.Aggregate.Version)
+	if !free {
+		return nil, nil // worked here already, reached another way: that way finishes it
+	}
+	defer func() { release(err == nil && len(out) > 0) }()
+	return w.attempt(ctx, env, taskID, assignee)
+}
+
+func (w *Worker) attempt(ctx context.Context, env schemas.EventEnvelope, taskID, assignee string) ([]*message.Message, error) {
 	work, ok, err := w.lookup(ctx, env, taskID)
 	if !ok || err != nil || work.Agent == nil || work.Assignee != assignee {
 		return nil, err
@@ -71,12 +87,12 @@ func (w *Worker) work(ctx context.Context, env schemas.EventEnvelope, taskID, as
 	if w.gate != nil && !local && work.overBudget() && n > work.Attempt {
 		w.overBudget.Add(1)
 		w.log.Debug("task left assigned: daily token budget spent", "workspace", env.WorkspaceID, "task", taskID)
-		return nil, nil
+		return nil, errLeftWaiting
 	}
 	if n > work.Attempt && !w.rates.take(env.WorkspaceID, work.Policy.RequestsPerMinute) {
 		w.overRate.Add(1)
 		w.log.Debug("task left assigned: workspace at its requests per minute", "workspace", env.WorkspaceID, "task", taskID)
-		return nil, nil
+		return nil, errLeftWaiting
 	}
 	req := Request{
 		WorkspaceID: env.WorkspaceID, TaskID: taskID, Attempt: n,

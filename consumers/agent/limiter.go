@@ -47,6 +47,13 @@ func (l *limiter) snapshot() LimiterStatus {
 	return LimiterStatus{Limit: l.limitLocked(time.Now()), Running: l.running, Waiting: w}
 }
 
+// queued is how many calls of workspace ws wait for a slot.
+func (l *limiter) queued(ws string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queues[ws])
+}
+
 // startRamp restarts the ramp from one call in flight.
 func (l *limiter) startRamp() {
 	l.mu.Lock()

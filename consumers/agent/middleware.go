@@ -19,23 +19,31 @@ import (
 func retry(attempts int, base, max time.Duration, log *slog.Logger) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			backoff := base
-			for i := 0; ; i++ {
-				out, err := h(msg)
-				if err == nil || i >= attempts || !retryable(err) {
-					return out, err
-				}
-				d := backoff
-				if ra := RetryAfter(err); ra > d {
-					d = ra
-				}
-				d = min(d, max)
-				backoff = min(2*backoff, max)
-				log.Debug("retrying AI call", "event_id", msg.UUID, "attempt", i+1, "in", d, "err", err)
-				if !sleep(msg.Context(), d) {
-					return out, err
-				}
-			}
+			return retrying(msg.Context(), attempts, base, max, log.With("event_id", msg.UUID),
+				func() ([]*message.Message, error) { return h(msg) })
+		}
+	}
+}
+
+// retrying runs fn as retry does, for the tasks a drain or sweep works
+// outside the router.
+func retrying(ctx context.Context, attempts int, base, max time.Duration, log *slog.Logger,
+	fn func() ([]*message.Message, error)) ([]*message.Message, error) {
+	backoff := base
+	for i := 0; ; i++ {
+		out, err := fn()
+		if err == nil || i >= attempts || !retryable(err) {
+			return out, err
+		}
+		d := backoff
+		if ra := RetryAfter(err); ra > d {
+			d = ra
+		}
+		d = min(d, max)
+		backoff = min(2*backoff, max)
+		log.Debug("retrying AI call", "attempt", i+1, "in", d, "err", err)
+		if !sleep(ctx, d) {
+			return out, err
 		}
 	}
 }
@@ -52,12 +60,16 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // fair admits the events that give an agent work through the limiter,
-// keyed by the workspace they belong to; other events pass straight through.
-func fair(l *limiter) message.HandlerMiddleware {
+// keyed by the workspace they belong to, unless shelve leaves the task for
+// its workspace's turn (turns.go); other events pass straight through.
+func fair(l *limiter, shelve func(*message.Message) bool) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			if t := msg.Metadata.Get(schemas.HeaderType); t != domain.EvTaskAssigned && t != domain.EvTaskRetried {
 				return h(msg)
+			}
+			if shelve(msg) {
+				return nil, nil
 			}
 			release, err := l.acquire(msg.Context(), workspaceOf(msg))
 			if err != nil {

@@ -72,6 +72,13 @@ func (r *rates) due(now time.Time) map[string]int {
 	return out
 }
 
+// waiting reports whether the drain has the workspace's waiting tasks.
+func (r *rates) waiting(ws string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.parked[ws]
+}
+
 // drained records that a workspace has no task left waiting.
 func (r *rates) drained(ws string) {
 	r.mu.Lock()

@@ -15,12 +15,13 @@ type Store interface {
 	// does not have the task yet.
 	Work(ctx context.Context, workspaceID, taskID string, day time.Time) (w Work, found bool, err error)
 	// Unparked returns tasks left assigned to an agent for longer than idle
-	// in workspaces that may have left them (a daily budget, now not spent,
-	// or a request rate), at most perWorkspace of each workspace.
-	Unparked(ctx context.Context, day time.Time, idle time.Duration, perWorkspace, limit int) ([]Parked, error)
+	// in workspaces not over their daily budget, and attempts started and
+	// left without an outcome for longer than stalled (at the version
+	// before their start), at most perWorkspace of each workspace.
+	Unparked(ctx context.Context, day time.Time, idle, stalled time.Duration, perWorkspace, limit int) ([]Parked, error)
 	// Waiting returns the oldest tasks of a workspace left assigned to one
-	// of its agents, at most limit.
-	Waiting(ctx context.Context, workspaceID string, limit int) ([]Parked, error)
+	// of its agents at least minAge ago, at most limit.
+	Waiting(ctx context.Context, workspaceID string, minAge time.Duration, limit int) ([]Parked, error)
 	// Report records this instance's provider states.
 	Report(ctx context.Context, instance string, providers []ProviderStatus) error
 }

@@ -71,6 +71,9 @@ type Worker struct {
 	overBudget atomic.Int64
 	overRate   atomic.Int64
 	rates      *rates
+
+	turns       *turns
+	leftForTurn atomic.Int64
 }
 
 // New builds a worker; Run starts it.
@@ -83,7 +86,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		return nil, errors.New("agent: a store, the local responder and a logger are required")
 	}
 	w := &Worker{cfg: cfg, deps: d, log: d.Logger, store: d.Store, primary: d.Primary, local: d.Local,
-		limiter: newLimiter(cfg.Concurrency, cfg.PerWorkspace, cfg.Ramp), rates: newRates(), started: time.Now().UTC()}
+		limiter: newLimiter(cfg.Concurrency, cfg.PerWorkspace, cfg.Ramp), rates: newRates(), turns: newTurns(), started: time.Now().UTC()}
 	if w.primary == nil {
 		w.primary = d.Local
 	} else {
@@ -130,7 +133,7 @@ func (w *Worker) newRouter() (*message.Router, error) {
 		deadLetterTags,
 		middleware.Timeout(w.cfg.HandlerTimeout),
 		retry(w.cfg.Retries, w.cfg.RetryBackoff, w.cfg.MaxBackoff, w.log),
-		fair(w.limiter),
+		fair(w.limiter, w.shelveIfBehind),
 		middleware.Recoverer,
 	)
 	r.AddHandler("agent", topics.Events, w.sub, topics.Commands, w.pub, w.handle)
@@ -159,6 +162,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	go w.report(ctx)
 	go w.sweep(ctx)
 	go w.drain(ctx)
+	go w.takeTurns(ctx)
 	return w.router.Run(ctx)
 }
 
@@ -195,10 +199,11 @@ func (w *Worker) report(ctx context.Context) {
 
 // sweep works, every SweepEvery, the tasks left assigned while their
 // workspace was over its daily token budget and that it can now pay for
-// (a new day, a raised budget), and those its request rate left waiting
-// when no drain knows of them (after a restart): as if their assignment
-// were delivered again, through the same limiter, with the same command
-// ids, so a task reached both ways runs once.
+// (a new day, a raised budget), and those its request rate or its turn
+// left waiting when no drain knows of them (after a restart): as if their
+// assignment were delivered again, through the same limiter, with the same
+// command ids, so a task reached both ways runs once. Their workspaces then
+// take turns (turns.go) for the rest of their waiting tasks.
 func (w *Worker) sweep(ctx context.Context) {
 	t := time.NewTicker(w.cfg.SweepEvery)
 	defer t.Stop()
@@ -211,10 +216,16 @@ func (w *Worker) sweep(ctx context.Context) {
 		if w.gate != nil && !w.gate.available() {
 			continue
 		}
-		parked, err := w.store.Unparked(ctx, time.Now().UTC(), w.cfg.SweepEvery, w.cfg.PerWorkspace, 100)
+		// A started attempt idle past the handler's bound has no handler
+		// left working it: its event was acknowledged (a drain's task) or
+		// its handler gave up.
+		parked, err := w.store.Unparked(ctx, time.Now().UTC(), w.cfg.SweepEvery, w.cfg.HandlerTimeout, w.cfg.PerWorkspace, 100)
 		if err != nil {
 			w.log.Debug("agent sweep failed", "err", err)
 			continue
+		}
+		for _, p := range parked {
+			w.turns.shelve(p.WorkspaceID)
 		}
 		w.unparkAll(ctx, parked)
 		if len(parked) > 0 {
@@ -242,7 +253,8 @@ func (w *Worker) drain(ctx context.Context) {
 		}
 		var waiting []Parked
 		for ws, n := range w.rates.due(now) {
-			tasks, err := w.store.Waiting(ctx, ws, n)
+			// Younger tasks may be the event path's still.
+			tasks, err := w.store.Waiting(ctx, ws, time.Second, n)
 			if err != nil {
 				w.log.Debug("agent drain failed", "workspace", ws, "err", err)
 				continue
@@ -260,28 +272,41 @@ func (w *Worker) drain(ctx context.Context) {
 func (w *Worker) unparkAll(ctx context.Context, tasks []Parked) {
 	var wg sync.WaitGroup
 	for _, p := range tasks {
-		wg.Go(func() { w.unpark(ctx, p) })
+		wg.Go(func() { _, _ = w.unpark(ctx, p) })
 	}
 	wg.Wait()
 }
 
-func (w *Worker) unpark(ctx context.Context, p Parked) {
+// unpark works one waiting task: worked when it got an outcome,
+// errLeftWaiting when it was left waiting again, neither when it had moved
+// on or is worked another way.
+// A transient provider error is retried as on the event path (a started
+// attempt left failed would wait for the sweep), the call slot given back
+// while it waits.
+func (w *Worker) unpark(ctx context.Context, p Parked) (worked bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.HandlerTimeout)
 	defer cancel()
-	release, err := w.limiter.acquire(ctx, p.WorkspaceID)
-	if err != nil {
-		return
-	}
-	defer release()
 	env := schemas.EventEnvelope{WorkspaceID: p.WorkspaceID,
 		Aggregate: domain.AggregateRef{Type: domain.AggregateTask, ID: p.TaskID, Version: p.Version}}
-	out, err := w.work(ctx, env, p.TaskID, p.Assignee)
+	out, err := retrying(ctx, w.cfg.Retries, w.cfg.RetryBackoff, w.cfg.MaxBackoff, w.log.With("task", p.TaskID),
+		func() ([]*message.Message, error) {
+			release, err := w.limiter.acquire(ctx, p.WorkspaceID)
+			if err != nil {
+				return nil, &waitError{reason: "no call slot free", err: err}
+			}
+			defer release()
+			return w.work(ctx, env, p.TaskID, p.Assignee)
+		})
+	if errors.Is(err, errLeftWaiting) {
+		return false, err
+	}
 	if err == nil && len(out) > 0 {
 		err = w.pub.Publish(w.deps.Kafka.Topics().Commands, out...)
 	}
 	if err != nil {
 		w.log.Debug("agent: waiting task not finished, the next sweep or drain tries again", "workspace", p.WorkspaceID, "task", p.TaskID, "err", err)
 	}
+	return err == nil && len(out) > 0, err
 }
 
 func (w *Worker) instance() string { return w.deps.Instance }
@@ -298,12 +323,17 @@ type Status struct {
 	// LeftOverBudget counts assignments left waiting because the workspace
 	// had spent its daily token budget.
 	LeftOverBudget int64 `json:"left_over_budget"`
+	// LeftForTurn counts assignments left waiting because their workspace
+	// had a full share of calls waiting already; WaitingTurn is how many
+	// workspaces have such tasks now.
+	LeftForTurn int64 `json:"left_for_turn"`
+	WaitingTurn int   `json:"workspaces_waiting_turn"`
 }
 
 // Status returns the worker's current state.
 func (w *Worker) Status() Status {
 	s := Status{Calls: w.limiter.snapshot(), CallsMade: w.calls.Load(), LeftOverBudget: w.overBudget.Load(),
-		LeftOverRate: w.overRate.Load()}
+		LeftOverRate: w.overRate.Load(), LeftForTurn: w.leftForTurn.Load(), WaitingTurn: w.turns.count()}
 	if w.gate != nil {
 		s.Providers = append(s.Providers, w.gate.snapshot())
 	} else {
