@@ -112,11 +112,21 @@ var (
 		"Provider calls the worker lets run at once now (ramps up after an outage).", nil, nil)
 	agentCallsWaitingDesc = prometheus.NewDesc("logbook_ai_calls_waiting",
 		"Attempts waiting for a call slot.", nil, nil)
+	agentPartitionsDesc = prometheus.NewDesc("logbook_agent_partitions",
+		"Events partitions the agent worker owns.", nil, nil)
+	agentPausedDesc = prometheus.NewDesc("logbook_agent_paused_partitions",
+		"Events partitions the agent worker does not fetch now: their window of held events is full.", nil, nil)
+	agentHeldDesc = prometheus.NewDesc("logbook_agent_held_events",
+		"Events the agent worker holds in memory, fetched and not yet acknowledged.", nil, nil)
+	agentShelvedDesc = prometheus.NewDesc("logbook_agent_shelved_total",
+		"Assignments left assigned for their workspace's turn, its share of calls already waiting.", nil, nil)
+	agentWaitingTurnDesc = prometheus.NewDesc("logbook_agent_workspaces_waiting_turn",
+		"Workspaces with tasks left for their turn.", nil, nil)
 )
 
 func (agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{agentProviderStateDesc, agentProviderTransitionsDesc, agentCallsDesc,
-		agentCallLimitDesc, agentCallsWaitingDesc} {
+		agentCallLimitDesc, agentCallsWaitingDesc, agentPartitionsDesc, agentPausedDesc, agentHeldDesc, agentShelvedDesc, agentWaitingTurnDesc} {
 		ch <- d
 	}
 }
@@ -130,6 +140,11 @@ func (a agentCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(agentCallsDesc, prometheus.CounterValue, float64(s.CallsMade))
 	ch <- prometheus.MustNewConstMetric(agentCallLimitDesc, prometheus.GaugeValue, float64(s.Calls.Limit))
 	ch <- prometheus.MustNewConstMetric(agentCallsWaitingDesc, prometheus.GaugeValue, float64(s.Calls.Waiting))
+	ch <- prometheus.MustNewConstMetric(agentPartitionsDesc, prometheus.GaugeValue, float64(s.Fetch.Partitions))
+	ch <- prometheus.MustNewConstMetric(agentPausedDesc, prometheus.GaugeValue, float64(s.Fetch.PausedPartitions))
+	ch <- prometheus.MustNewConstMetric(agentHeldDesc, prometheus.GaugeValue, float64(s.Fetch.HeldEvents))
+	ch <- prometheus.MustNewConstMetric(agentShelvedDesc, prometheus.CounterValue, float64(s.LeftForTurn))
+	ch <- prometheus.MustNewConstMetric(agentWaitingTurnDesc, prometheus.GaugeValue, float64(s.WaitingTurn))
 }
 
 // agentStore adapts the read models to the worker's Store.

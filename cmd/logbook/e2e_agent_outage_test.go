@@ -72,6 +72,19 @@ func procKiB(t testing.TB, pid int, field string) int {
 	return 0
 }
 
+// metricValue reads an unlabelled sample from a /metrics page; -1 when absent.
+func metricValue(page, name string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
 func aiProviderState(c *client) string {
 	st := c.do("GET", "/v1/status", nil)
 	ai, _ := st.Body["ai"].(map[string]any)
@@ -101,7 +114,10 @@ func aiBacklog(c *client) float64 {
 func TestAIOutageCostsOnlyDelay(t *testing.T) {
 	fake := aifake.Start()
 	defer fake.Close()
-	p := start(t, agentEnv(fake), "dev", "--data", t.TempDir(), "--http", "127.0.0.1:0")
+	// Windows of 8 held events: the outage's backlog outgrows them, as a
+	// long outage outgrows production's 256.
+	const window = 8
+	p := start(t, agentEnv(fake, "LOGBOOK_AGENT_WINDOW="+strconv.Itoa(window)), "dev", "--data", t.TempDir(), "--http", "127.0.0.1:0")
 	c := newClient(t, p.URL, p.Key)
 
 	const nWS = 3
@@ -175,6 +191,15 @@ func TestAIOutageCostsOnlyDelay(t *testing.T) {
 	}
 	outage := time.Since(downAt)
 	callsInOutage := fake.Total() - callsAtOpen
+	// The backlog stays in Kafka: the workspaces' partitions are not
+	// fetched past their window, and the worker holds no more than that.
+	metrics := string(c.do("GET", "/metrics", nil).Raw)
+	paused, held, parts := metricValue(metrics, "logbook_agent_paused_partitions"), metricValue(metrics, "logbook_agent_held_events"),
+		metricValue(metrics, "logbook_agent_partitions")
+	if paused < 1 || held > float64(window)*parts || parts < 1 {
+		t.Errorf("during the outage: %v of %v partitions paused, %v events held: want the full windows paused, at most %d each",
+			paused, parts, held, window)
+	}
 	rssAfter := procKiB(t, p.cmd.Process.Pid, "VmRSS")
 	backlogAfter := aiBacklog(c)
 	if slow > reads/100 {
@@ -194,8 +219,8 @@ func TestAIOutageCostsOnlyDelay(t *testing.T) {
 	if refused.Load() != 0 {
 		t.Errorf("%d task creations refused: commands must be accepted during an AI outage", refused.Load())
 	}
-	t.Logf("figures: outage %v: %d reads (slowest %v), %d provider calls with the breaker open, agent backlog %v -> %v events, RSS %d -> %d KiB",
-		outage.Round(time.Millisecond), reads, slowest, callsInOutage, backlogBefore, backlogAfter, rssBefore, rssAfter)
+	t.Logf("figures: outage %v: %d reads (slowest %v), %d provider calls with the breaker open, agent backlog %v -> %v events, RSS %d -> %d KiB, %v of %v partitions paused holding %v events",
+		outage.Round(time.Millisecond), reads, slowest, callsInOutage, backlogBefore, backlogAfter, rssBefore, rssAfter, paused, parts, held)
 
 	// The provider is back: calls resume on a ramp, the backlog drains.
 	fake.SetMode(aifake.Healthy)

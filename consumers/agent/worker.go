@@ -326,14 +326,29 @@ type Status struct {
 	// LeftForTurn counts assignments left waiting because their workspace
 	// had a full share of calls waiting already; WaitingTurn is how many
 	// workspaces have such tasks now.
-	LeftForTurn int64 `json:"left_for_turn"`
-	WaitingTurn int   `json:"workspaces_waiting_turn"`
+	LeftForTurn int64       `json:"left_for_turn"`
+	WaitingTurn int         `json:"workspaces_waiting_turn"`
+	Fetch       FetchStatus `json:"fetch"`
+}
+
+// FetchStatus is what the worker holds of the events topic: its windows
+// bound the events held (memory stays flat in an outage), and a partition
+// whose window is full is not fetched, its backlog left in Kafka.
+type FetchStatus struct {
+	Partitions       int `json:"partitions"`
+	PausedPartitions int `json:"paused_partitions"`
+	HeldEvents       int `json:"held_events"`
 }
 
 // Status returns the worker's current state.
 func (w *Worker) Status() Status {
 	s := Status{Calls: w.limiter.snapshot(), CallsMade: w.calls.Load(), LeftOverBudget: w.overBudget.Load(),
 		LeftOverRate: w.overRate.Load(), LeftForTurn: w.leftForTurn.Load(), WaitingTurn: w.turns.count()}
+	if w.sub != nil {
+		st := w.sub.Stats()
+		s.Fetch = FetchStatus{Partitions: st.AssignedPartitions, PausedPartitions: st.PausedPartitions,
+			HeldEvents: st.InFlight + st.Buffered}
+	}
 	if w.gate != nil {
 		s.Providers = append(s.Providers, w.gate.snapshot())
 	} else {
