@@ -444,6 +444,7 @@ type health struct {
 	stalls        atomic.Pointer[projections.StallSummary]
 	restores      func() []decider.RestoreStatus // nil unless the decider role runs
 	ai            atomic.Pointer[aiHealth]
+	aiSeen        atomic.Bool       // an agent worker has reported since start
 	agentLag      *kafka.LagMonitor // nil unless the api role runs
 }
 

@@ -257,11 +257,12 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		ws, agent := r.workspace(map[string]any{"daily_token_budget": 5})
 		first := r.task(ws, agent)
 		r.until(ws, first, "completed", 30*time.Second)
-		eventually(t, 10*time.Second, "status counts the workspace over budget", func() bool {
+		eventually(t, 10*time.Second, "status counts the workspace over budget, at level ai_degraded", func() bool {
 			st := r.c.must(200, "GET", "/v1/status", nil)
 			ai, _ := st.Body["ai"].(map[string]any)
 			n, _ := ai["workspaces_over_budget"].(float64)
-			return n >= 1
+			reason, _ := ai["degraded"].(string)
+			return n >= 1 && st.str("level") == "ai_degraded" && strings.Contains(reason, "budget")
 		})
 		second := r.task(ws, agent)
 		time.Sleep(2 * time.Second)
@@ -271,6 +272,9 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		// A raised budget (as a new day would) lets the sweep start it.
 		r.c.must(200, "PUT", "/v1/workspaces/"+ws+"/ai-policy", map[string]any{"daily_token_budget": 1000000}, wait, "wait=10")
 		r.until(ws, second, "completed", 30*time.Second)
+		eventually(t, 10*time.Second, "the level back to full", func() bool {
+			return r.c.must(200, "GET", "/v1/status", nil).str("level") == "full"
+		})
 	})
 
 	r.t = t

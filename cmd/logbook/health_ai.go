@@ -34,27 +34,42 @@ func (h *health) probeAI(ctx context.Context) {
 	if reports == nil {
 		reports = []projections.ProviderReport{}
 	}
-	prev := h.ai.Load()
+	if len(reports) > 0 {
+		h.aiSeen.Store(true)
+	}
+	was := h.aiReason()
 	h.ai.Store(&aiHealth{Providers: reports, WorkspacesOverBudget: over})
-	if was, now := prev != nil && degradedAI(prev.Providers), degradedAI(reports); was != now {
-		h.log.Warn("AI degradation changed", "ai_degraded", now)
+	if now := h.aiReason(); now != was {
+		h.log.Warn("AI degradation changed", "ai_degraded", now != "", "reason", now)
 	}
 }
 
-// degradedAI reports whether any worker's provider is not closed.
-func degradedAI(reports []projections.ProviderReport) bool {
-	for _, r := range reports {
+// aiReason says why AI work is degraded, "" when it is not: a provider not
+// closed (an outage, a refused key), a workspace over its daily token
+// budget (its tasks wait), or events waiting for the agent worker while
+// none has reported lately (it died, or lost its database).
+func (h *health) aiReason() string {
+	a := h.ai.Load()
+	if a == nil {
+		return ""
+	}
+	for _, r := range a.Providers {
 		if r.State != string(agent.StateClosed) {
-			return true
+			return "provider " + r.Provider + " " + r.State
 		}
 	}
-	return false
+	if a.WorkspacesOverBudget > 0 {
+		return "a workspace's daily token budget is spent"
+	}
+	if len(a.Providers) == 0 && h.aiSeen.Load() && h.agentLag != nil {
+		if lag, _, fresh := h.agentLag.Lag(); fresh && lag > 0 {
+			return "no agent worker has reported lately"
+		}
+	}
+	return ""
 }
 
-func (h *health) aiDegraded() bool {
-	a := h.ai.Load()
-	return a != nil && degradedAI(a.Providers)
-}
+func (h *health) aiDegraded() bool { return h.aiReason() != "" }
 
 // aiStatus is the ai section of GET /v1/status: each worker's providers,
 // the budgets spent, and the agent backlog with its drain rate.
@@ -62,6 +77,9 @@ func (h *health) aiStatus() map[string]any {
 	s := map[string]any{"providers": []projections.ProviderReport{}, "workspaces_over_budget": 0}
 	if a := h.ai.Load(); a != nil {
 		s["providers"], s["workspaces_over_budget"] = a.Providers, a.WorkspacesOverBudget
+	}
+	if reason := h.aiReason(); reason != "" {
+		s["degraded"] = reason
 	}
 	if h.agentLag != nil {
 		lag, drain, fresh := h.agentLag.Lag()

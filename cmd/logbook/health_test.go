@@ -1,10 +1,12 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
+	"github.com/logbook-dev/logbook/projections"
 )
 
 // A decider partition that cannot restore its state is visible: the level
@@ -36,5 +38,29 @@ func TestStuckRestoreLeavesFull(t *testing.T) {
 	h.kafkaOK.Store(false)
 	if l := h.level(); l != levelReadOnly {
 		t.Fatalf("level %s, want read_only", l)
+	}
+}
+
+// AI work is degraded by a provider not closed or by a spent budget, each
+// named in status; a deployment that never ran a worker stays full.
+func TestAIDegradedFromItsSignals(t *testing.T) {
+	h := &health{}
+	h.kafkaOK.Store(true)
+	h.pgOK.Store(true)
+	h.ai.Store(&aiHealth{})
+	if l := h.level(); l != levelFull {
+		t.Fatalf("no worker ever: level %s, want full", l)
+	}
+	h.ai.Store(&aiHealth{Providers: []projections.ProviderReport{{Provider: "openai", State: "open"}}})
+	if r := h.aiReason(); h.level() != levelAIDegraded || !strings.Contains(r, "openai") {
+		t.Fatalf("breaker open: level %s, reason %q", h.level(), r)
+	}
+	h.ai.Store(&aiHealth{WorkspacesOverBudget: 1})
+	if r := h.aiReason(); h.level() != levelAIDegraded || !strings.Contains(r, "budget") {
+		t.Fatalf("a budget spent: level %s, reason %q", h.level(), r)
+	}
+	h.ai.Store(&aiHealth{})
+	if h.level() != levelFull {
+		t.Fatalf("all clear: level %s", h.level())
 	}
 }
