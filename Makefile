@@ -18,6 +18,7 @@ test: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./domain/ ./schemas/ ./internal/fieldcrypt/ ./internal/signing/
 	BENCH_DECIDER_WORKSPACES=20 BENCH_DECIDER_TASKS=200 BENCH_PROJECTOR_WORKSPACES=20 BENCH_PROJECTOR_TASKS=200 \
 		$(GO) test -run '^$$' -bench 'OnAPrefilledLog$$|^Benchmark(Remember|WindowMemory)$$' -benchtime 1x ./consumers/decider/ ./projections/
+	BENCH_AI_TASKS=200 BENCH_AI_RATE=100 $(GO) test -run '^$$' -bench '^BenchmarkAIDrainAfterOutage$$' -benchtime 1x ./cmd/logbook/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./internal/httpapi
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateAgreesWithDecide$$' -fuzztime $(FUZZTIME) ./domain
 	$(GO) test -run '^$$' -fuzz '^FuzzDBText$$' -fuzztime $(FUZZTIME) ./projections

@@ -192,6 +192,7 @@ api,decider,projector\` plus \`logbook serve --roles agent\` in its own process
 | agent worker RSS during the outage / peak | $(ai worker_rss_outage_KiB) KiB / $(ai worker_peak_rss_KiB) KiB |
 | largest share one workspace took while all ten had tasks, over the fair share (1 = fair; FIFO would give 5.5) | $(ai max_share_per_fair_share) |
 | the nine small workspaces done / the big one done (after the first answer) | $(ai small_workspaces_done_s) s / $(ai big_workspace_done_s) s |
+| the small ones done, over when an equal share of the measured rate would have done them (1 = fair; first come, first served gives about the drain time over it) | $(ai small_done_per_fair) |
 
 Reference points on this class of machine (from the project brief): a bare
 chi JSON handler serves about 37k req/s; batched Postgres upserts reach 51k
