@@ -192,12 +192,13 @@ func TestAIOutageCostsOnlyDelay(t *testing.T) {
 	outage := time.Since(downAt)
 	callsInOutage := fake.Total() - callsAtOpen
 	// The backlog stays in Kafka: the workspaces' partitions are not
-	// fetched past their window, and the worker holds no more than that.
+	// fetched past their window, and the worker holds about that much (a
+	// window, and what the fetch that filled it brought past it).
 	metrics := string(c.do("GET", "/metrics", nil).Raw)
 	paused, held, parts := metricValue(metrics, "logbook_agent_paused_partitions"), metricValue(metrics, "logbook_agent_held_events"),
 		metricValue(metrics, "logbook_agent_partitions")
-	if paused < 1 || held > float64(window)*parts || parts < 1 {
-		t.Errorf("during the outage: %v of %v partitions paused, %v events held: want the full windows paused, at most %d each",
+	if paused < 1 || held > 3*float64(window)*parts || parts < 1 {
+		t.Errorf("during the outage: %v of %v partitions paused, %v events held: want the full windows paused, about %d held each",
 			paused, parts, held, window)
 	}
 	rssAfter := procKiB(t, p.cmd.Process.Pid, "VmRSS")
