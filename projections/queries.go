@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -285,22 +286,65 @@ func collect[T any](ctx context.Context, pool *pgxpool.Pool, sql string, args []
 
 // TaskView is a task as the API shows it.
 type TaskView struct {
-	ID            string            `json:"id"`
-	WorkspaceID   string            `json:"workspace_id"`
-	Title         string            `json:"title"`
-	Input         string            `json:"input"`
-	Priority      int               `json:"priority"`
-	Assignee      string            `json:"assignee,omitempty"`
-	Status        string            `json:"status"`
-	Attempt       int               `json:"attempt"`
-	Output        string            `json:"output,omitempty"`
-	Provider      string            `json:"provider,omitempty"`
-	Model         string            `json:"model,omitempty"`
-	FailureReason string            `json:"failure_reason,omitempty"`
-	Usage         domain.TokenUsage `json:"usage"`
-	Version       int64             `json:"version"`
-	CreatedAt     time.Time         `json:"created_at"`
-	UpdatedAt     time.Time         `json:"updated_at"`
+	ID            string `json:"id"`
+	WorkspaceID   string `json:"workspace_id"`
+	Title         string `json:"title"`
+	Input         string `json:"input"`
+	Priority      int    `json:"priority"`
+	Assignee      string `json:"assignee,omitempty"`
+	Status        string `json:"status"`
+	Attempt       int    `json:"attempt"`
+	Output        string `json:"output,omitempty"`
+	Provider      string `json:"provider,omitempty"`
+	Model         string `json:"model,omitempty"`
+	FailureReason string `json:"failure_reason,omitempty"`
+	// WaitingFor says why an assigned task is not being worked:
+	// WaitingAIBudget while its agent's workspace has spent today's tokens.
+	WaitingFor string            `json:"waiting_for,omitempty"`
+	Usage      domain.TokenUsage `json:"usage"`
+	Version    int64             `json:"version"`
+	CreatedAt  time.Time         `json:"created_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
+}
+
+// WaitingAIBudget is a task's waiting_for while its workspace's daily
+// token budget is spent and an agent is its assignee.
+const WaitingAIBudget = "ai_budget"
+
+// budgetWaits returns which assignees of a workspace wait for its AI
+// budget: its agents, while it has spent today's (UTC) tokens; none
+// otherwise. One query, asked only for pages with an assigned task.
+func (q *Queries) budgetWaits(ctx context.Context, ws string, views []TaskView) error {
+	assigned := false
+	for _, v := range views {
+		assigned = assigned || v.Status == domain.TaskStatusAssigned
+	}
+	if !assigned {
+		return nil
+	}
+	rows, err := q.pool.Query(ctx, `SELECT a.id FROM agents a
+		JOIN workspaces w ON w.id = a.workspace_id
+		LEFT JOIN ai_usage u ON u.workspace_id = w.id AND u.day = $2::date
+		WHERE a.workspace_id = $1 AND w.ai_daily_budget > 0
+			AND COALESCE(u.prompt_tokens + u.completion_tokens, 0) >= w.ai_daily_budget`,
+		dbText(ws), time.Now().UTC().Format(time.DateOnly))
+	if err != nil {
+		return err
+	}
+	agents, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
+		var id string
+		err := row.Scan(&id)
+		return fromDBText(id), err
+	})
+	if err != nil || len(agents) == 0 {
+		return err
+	}
+	for i := range views {
+		if views[i].Status == domain.TaskStatusAssigned && slices.Contains(agents, views[i].Assignee) {
+			views[i].WaitingFor = WaitingAIBudget
+		}
+	}
+	return nil
 }
 
 func taskView(t *domain.Task) TaskView {
@@ -346,10 +390,13 @@ func (q *Queries) getTask(w http.ResponseWriter, r *http.Request) {
 				err = notFound("task")
 			}
 			if err == nil {
-				v := taskView(t)
-				if err = q.openTask(ctx, &v); err == nil {
+				v := []TaskView{taskView(t)}
+				if err = q.openTask(ctx, &v[0]); err == nil {
+					err = q.budgetWaits(ctx, ws, v)
+				}
+				if err == nil {
 					w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(t.Version, 10)))
-					httpapi.WriteJSON(w, http.StatusOK, v)
+					httpapi.WriteJSON(w, http.StatusOK, v[0])
 					return
 				}
 			}
@@ -476,6 +523,10 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	var page TaskPage
 	page.Tasks, page.NextCursor = pageOf(tasks, limit, func(t TaskView) string { return t.ID })
+	if err := q.budgetWaits(ctx, ws, page.Tasks); err != nil {
+		q.fail(w, r, err)
+		return
+	}
 	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 

@@ -266,12 +266,20 @@ func TestAgentProviderErrorClasses(t *testing.T) {
 		})
 		second := r.task(ws, agent)
 		time.Sleep(2 * time.Second)
-		if s := r.c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks/"+second, nil).str("status"); s != "assigned" {
-			t.Errorf("a task over the budget is %s, want assigned (waiting)", s)
+		if got := r.c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks/"+second, nil); got.str("status") != "assigned" ||
+			got.str("waiting_for") != "ai_budget" {
+			t.Errorf("a task over the budget is %s waiting for %q, want assigned, waiting for ai_budget", got.str("status"), got.str("waiting_for"))
+		}
+		page := r.c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks?status=assigned", nil)
+		if tasks, _ := page.Body["tasks"].([]any); len(tasks) != 1 || tasks[0].(map[string]any)["waiting_for"] != "ai_budget" {
+			t.Errorf("the task list does not say the task waits for the budget: %s", page.Raw)
 		}
 		// A raised budget (as a new day would) lets the sweep start it.
 		r.c.must(200, "PUT", "/v1/workspaces/"+ws+"/ai-policy", map[string]any{"daily_token_budget": 1000000}, wait, "wait=10")
 		r.until(ws, second, "completed", 30*time.Second)
+		if got := r.c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks/"+second, nil); got.str("waiting_for") != "" {
+			t.Errorf("a completed task waits for %q", got.str("waiting_for"))
+		}
 		eventually(t, 10*time.Second, "the level back to full", func() bool {
 			return r.c.must(200, "GET", "/v1/status", nil).str("level") == "full"
 		})
