@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +70,37 @@ func TestReplayAndAuditVerify(t *testing.T) {
 	late := replay("--since", since.Format(time.RFC3339Nano))
 	if len(late) != 1 || late[0].WorkspaceID != wsA || late[0].Seq != 5 {
 		t.Fatalf("replay --since: %+v", late)
+	}
+	early := replay("--until", since.Format(time.RFC3339Nano), "--type", "task.created")
+	if len(early) != 3 || early[0].Type != "task.created" || early[2].Seq != 4 {
+		t.Fatalf("replay --until --type task.created: %+v", early)
+	}
+	// CSV for spreadsheets, progress on stderr, and flags checked.
+	{
+		cmd := exec.Command(binary, "replay", "--format", "csv", "--workspace", wsA, "--type", "task.created,task.assigned")
+		cmd.Env = append(os.Environ(), env...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("replay --format csv: %v: %s", err, stderr.String())
+		}
+		rows, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+		if err != nil || len(rows) != 5 || rows[0][0] != "occurred_at" || rows[1][3] != "task.created" || rows[4][2] != "5" ||
+			!json.Valid([]byte(rows[4][len(rows[4])-1])) {
+			t.Fatalf("replay --format csv: %v rows %q", err, rows)
+		}
+		if !strings.Contains(stderr.String(), "replay: done: 5 events read, 4 written") {
+			t.Fatalf("replay progress on stderr: %q", stderr.String())
+		}
+		for _, bad := range [][]string{{"--type", "task.nope"}, {"--format", "xml"}, {"--until", "yesterday"},
+			{"--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"}} {
+			cmd := exec.Command(binary, append([]string{"replay"}, bad...)...)
+			cmd.Env = append(os.Environ(), env...)
+			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), strings.TrimPrefix(bad[len(bad)-2], "--")) {
+				t.Errorf("replay %v: %v %s, want a refusal naming the flag", bad, err, out)
+			}
+		}
 	}
 
 	verify := func() (string, error) {

@@ -17,8 +17,10 @@ const usage = `logbook — event-sourced backbone for AI team orchestration
 Usage:
   logbook dev [--data DIR] [--http ADDR] [--roles R]  everything in one process (embedded Kafka and Postgres)
   logbook serve [--roles api,decider,projector,agent]  chosen roles against LOGBOOK_KAFKA_BROKERS and LOGBOOK_DATABASE_URL
-  logbook replay [--since RFC3339 | --from-beginning] [--workspace ID]
-                                                 events as JSON lines on stdout
+  logbook replay [--since RFC3339 | --from-beginning] [--until RFC3339] [--workspace ID] [--type T,...]
+               [--format json|csv] [--raw] [--decrypt] [--quiet]
+                                                 events on stdout (JSON lines, or CSV), payloads upcast to
+                                                 their current version unless --raw; progress on stderr
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
   logbook audit export --workspace ID [--out FILE] [--url URL] [--key KEY]
                                                  a workspace's event trail as an export file (JSON lines), over HTTP

@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/logbook-dev/logbook/consumers/replay"
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
 	"github.com/logbook-dev/logbook/internal/keyring"
 	"github.com/logbook-dev/logbook/internal/signing"
@@ -44,8 +47,13 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs := newFlags("replay", stderr)
 	since := fs.String("since", "", "start at the first event at or after this RFC3339 time")
+	until := fs.String("until", "", "end at the last event at or before this RFC3339 time (default: the end of the log when the replay starts)")
 	fromBeginning := fs.Bool("from-beginning", false, "start at the first event (the default)")
 	ws := fs.String("workspace", "", "only this workspace")
+	types := fs.String("type", "", "only these event types, comma-separated (task.completed,task.result_recorded)")
+	format := fs.String("format", "json", "json (one event per line) or csv (a header row, then one row per event, the payload as JSON)")
+	raw := fs.Bool("raw", false, "payloads as written, in their own schema version; by default each is upcast to its type's current version")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
 	decrypt := fs.Bool("decrypt", false, "show sensitive fields in plaintext, opened with the master key (LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY, else the data directory's master.key); hashes cover the sealed values")
 	if err := fs.Parse(args); err != nil {
@@ -54,19 +62,55 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *since != "" && *fromBeginning {
 		return errors.New("choose --since or --from-beginning, not both")
 	}
-	var opts replay.Options
-	opts.WorkspaceID = *ws
+	opts := replay.Options{WorkspaceID: *ws, Upcast: !*raw}
 	if *since != "" {
 		if opts.Since, err = time.Parse(time.RFC3339, *since); err != nil {
 			return fmt.Errorf("--since: %w", err)
 		}
 	}
+	if *until != "" {
+		if opts.Until, err = time.Parse(time.RFC3339, *until); err != nil {
+			return fmt.Errorf("--until: %w", err)
+		}
+		if !opts.Since.IsZero() && opts.Until.Before(opts.Since) {
+			return errors.New("--until is before --since")
+		}
+	}
+	if *types != "" {
+		known := map[string]bool{}
+		for _, t := range domain.EventTypes {
+			known[t] = true
+		}
+		for _, t := range strings.Split(*types, ",") {
+			if t = strings.TrimSpace(t); !known[t] {
+				return fmt.Errorf("--type: unknown event type %q (one of %s)", t, strings.Join(domain.EventTypes, ", "))
+			}
+			opts.Types = append(opts.Types, t)
+		}
+	}
+	var write func(schemas.EventEnvelope) error
+	switch *format {
+	case "json":
+		enc := json.NewEncoder(stdout)
+		write = func(e schemas.EventEnvelope) error { return enc.Encode(e) }
+	case "csv":
+		w := csv.NewWriter(stdout)
+		defer w.Flush()
+		if err := w.Write(replayCSVHeader); err != nil {
+			return err
+		}
+		write = func(e schemas.EventEnvelope) error { return w.Write(replayCSVRow(e)) }
+	default:
+		return fmt.Errorf("--format: %q is not json or csv", *format)
+	}
+	if !*quiet {
+		opts.Progress = func(p replay.Progress) { replayProgress(stderr, p) }
+	}
 	if err := toolKafka(&cfg, *dir); err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
 	if !*decrypt {
-		return replay.Read(ctx, cfg.Kafka, opts, func(e schemas.EventEnvelope) error { return enc.Encode(e) })
+		return replay.Read(ctx, cfg.Kafka, opts, write)
 	}
 	ring, _, err := toolRing(ctx, cfg, *dir)
 	if err != nil {
@@ -78,8 +122,33 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		return enc.Encode(opened)
+		return write(opened)
 	})
+}
+
+// replayCSVHeader names the columns of replay --format csv.
+var replayCSVHeader = []string{"occurred_at", "workspace_id", "seq", "type", "version", "aggregate_type", "aggregate_id",
+	"actor_id", "actor_role", "command_id", "event_id", "payload"}
+
+func replayCSVRow(e schemas.EventEnvelope) []string {
+	return []string{e.OccurredAt.UTC().Format(time.RFC3339Nano), e.WorkspaceID, strconv.FormatInt(e.Seq, 10), e.Type,
+		strconv.Itoa(e.Version), e.Aggregate.Type, e.Aggregate.ID, e.Actor.ID, e.Actor.Role, e.CommandID, e.ID, string(e.Payload)}
+}
+
+// replayProgress writes a progress line: events read of the log's range,
+// the rate and the time left; the last line says what was written.
+func replayProgress(w io.Writer, p replay.Progress) {
+	if p.Done {
+		fmt.Fprintf(w, "replay: done: %d events read, %d written, in %s (%.0f events/s)\n", p.Read, p.Matched,
+			p.Elapsed.Round(time.Millisecond), p.PerSecond())
+		return
+	}
+	pct := 100.0
+	if p.Total > 0 {
+		pct = 100 * float64(p.Read) / float64(p.Total)
+	}
+	fmt.Fprintf(w, "replay: %d of %d events (%.0f%%), %.0f events/s, %s left\n", p.Read, p.Total, pct, p.PerSecond(),
+		p.ETA().Round(time.Second))
 }
 
 // toolRing reads the workspace keys with the tools' master keys.

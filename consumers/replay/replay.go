@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/schemas"
@@ -22,10 +23,46 @@ type Options struct {
 	// Since starts at the first event at or after this time; zero means
 	// from the beginning.
 	Since time.Time
+	// Until ends the replay at the last event at or before this time; zero
+	// means up to the end of the log as it was when the read began.
+	Until time.Time
 	// WorkspaceID limits the read to one workspace (and its partition).
 	WorkspaceID string
+	// Types limits the read to these event types; empty means all.
+	Types []string
+	// Upcast hands every payload over as its type's current schema version
+	// (schemas.Upcast), as analytics want it; false hands it over as
+	// written, as the hash chain covers it.
+	Upcast bool
+	// Progress, when set, is called about once a second and at the end.
+	Progress func(Progress)
 	// Timeout bounds the whole read, default 10 minutes.
 	Timeout time.Duration
+}
+
+// Progress is how far a read has come: records read of those between the
+// start offsets and the end offsets seen when it began.
+type Progress struct {
+	Read, Total, Matched int64
+	Elapsed              time.Duration
+	Done                 bool
+}
+
+// PerSecond is the read rate so far.
+func (p Progress) PerSecond() float64 {
+	if p.Elapsed <= 0 {
+		return 0
+	}
+	return float64(p.Read) / p.Elapsed.Seconds()
+}
+
+// ETA is how long the rest would take at the rate so far.
+func (p Progress) ETA() time.Duration {
+	rate := p.PerSecond()
+	if rate <= 0 || p.Read >= p.Total {
+		return 0
+	}
+	return time.Duration(float64(p.Total-p.Read) / rate * float64(time.Second))
 }
 
 // Read calls fn for every committed event in order per partition, from the
@@ -46,24 +83,74 @@ func Read(ctx context.Context, cfg kafka.Config, opts Options, fn func(schemas.E
 		return err
 	}
 	defer cl.Close()
-	from, err := startOffsets(ctx, kadm.NewClient(cl), topic, opts)
+	adm := kadm.NewClient(cl)
+	from, err := startOffsets(ctx, adm, topic, opts)
 	if err != nil {
 		return err
 	}
+	var prog Progress
+	if opts.Progress != nil {
+		if prog.Total, err = remaining(ctx, adm, topic, from); err != nil {
+			return err
+		}
+	}
+	types := map[string]bool{}
+	for _, t := range opts.Types {
+		types[t] = true
+	}
+	start, last := time.Now(), time.Now()
+	report := func(done bool) {
+		if opts.Progress != nil {
+			prog.Elapsed, prog.Done = time.Since(start), done
+			opts.Progress(prog)
+		}
+	}
 	err = kafka.ReadToEnd(ctx, cl, topic, from, func(r *kgo.Record) error {
+		prog.Read++
+		if opts.Progress != nil && time.Since(last) >= time.Second {
+			last = time.Now()
+			report(false)
+		}
 		var e schemas.EventEnvelope
 		if err := json.Unmarshal(r.Value, &e); err != nil {
-			return fmt.Errorf("undecodable event: %w", err)
+			return fmt.Errorf("undecodable event at partition %d offset %d: %w", r.Partition, r.Offset, err)
 		}
-		if opts.WorkspaceID != "" && e.WorkspaceID != opts.WorkspaceID {
+		if opts.WorkspaceID != "" && e.WorkspaceID != opts.WorkspaceID ||
+			len(types) > 0 && !types[e.Type] || !opts.Until.IsZero() && e.OccurredAt.After(opts.Until) {
 			return nil
 		}
+		if opts.Upcast {
+			payload, err := schemas.Upcast(e.Type, e.Version, e.Payload)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", e.ID, err)
+			}
+			e.Payload, e.Version = payload, domain.EventVersion(e.Type)
+		}
+		prog.Matched++
 		return fn(e)
 	})
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
+	report(true)
 	return nil
+}
+
+// remaining counts the records between from and the end offsets now.
+func remaining(ctx context.Context, adm *kadm.Client, topic string, from map[int32]int64) (int64, error) {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(lctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("replay: end offsets: %w", err)
+	}
+	var n int64
+	for p, o := range from {
+		if end, ok := ends.Lookup(topic, p); ok && end.Err == nil && end.Offset > o {
+			n += end.Offset - o
+		}
+	}
+	return n, nil
 }
 
 // startOffsets is where each partition to read begins: the log start, or

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/consumers/replay"
+	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/schemas"
@@ -104,6 +106,58 @@ func TestReadWorkspaceAndSince(t *testing.T) {
 	want(t, readAll(t, cfg, replay.Options{WorkspaceID: "a"}), "a:1", "a:2")
 	want(t, readAll(t, cfg, replay.Options{Since: recent.Add(-time.Minute)}), "a:2")
 	want(t, readAll(t, cfg, replay.Options{Since: recent.Add(time.Hour)}))
+}
+
+// Types and Until filter; Upcast hands a v1 payload over as today's
+// version and leaves it as written otherwise; Progress ends with Done.
+func TestReadTypesUntilUpcastProgress(t *testing.T) {
+	cfg := kafkatest.Config(t, 3)
+	w := newWriter(t, cfg)
+	at := time.Now().Add(-time.Minute).UTC()
+	if err := w.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range []schemas.EventEnvelope{
+		{Type: domain.EvTaskResultRecorded, Version: 1, Seq: 1, OccurredAt: at,
+			Payload: json.RawMessage(`{"task_id":"t","attempt":1,"output":"o","usage":{"prompt_tokens":1,"completion_tokens":2}}`)},
+		{Type: domain.EvTaskCompleted, Version: 1, Seq: 2, OccurredAt: at, Payload: json.RawMessage(`{"task_id":"t"}`)},
+		{Type: domain.EvTaskCompleted, Version: 1, Seq: 3, OccurredAt: at.Add(time.Hour), Payload: json.RawMessage(`{"task_id":"u"}`)},
+	} {
+		e.ID, e.WorkspaceID = fmt.Sprint("e", i), "w"
+		val, _ := json.Marshal(e)
+		r := &kgo.Record{Topic: cfg.Topics().Events, Partition: replay.PartitionOf("w", cfg.Partitions), Key: []byte("w"), Value: val}
+		if err := w.cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.end(kgo.TryCommit)
+
+	read := func(opts replay.Options) []schemas.EventEnvelope {
+		t.Helper()
+		var got []schemas.EventEnvelope
+		if err := replay.Read(context.Background(), cfg, opts, func(e schemas.EventEnvelope) error {
+			got = append(got, e)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := read(replay.Options{Types: []string{domain.EvTaskCompleted}, Until: at.Add(time.Minute)}); len(got) != 1 || got[0].Seq != 2 {
+		t.Fatalf("completed until a minute after: %+v", got)
+	}
+	raw := read(replay.Options{Types: []string{domain.EvTaskResultRecorded}})
+	var last replay.Progress
+	up := read(replay.Options{Types: []string{domain.EvTaskResultRecorded}, Upcast: true, Progress: func(p replay.Progress) { last = p }})
+	if len(raw) != 1 || raw[0].Version != 1 || strings.Contains(string(raw[0].Payload), "provider") {
+		t.Fatalf("as written: %+v", raw)
+	}
+	if len(up) != 1 || up[0].Version != domain.EventVersion(domain.EvTaskResultRecorded) || !strings.Contains(string(up[0].Payload), `"provider":""`) {
+		t.Fatalf("upcast: version %d payload %s", up[0].Version, up[0].Payload)
+	}
+	if !last.Done || last.Read != 3 || last.Matched != 1 || last.Total < 3 {
+		t.Fatalf("last progress %+v, want done with 3 read and 1 matched", last)
+	}
 }
 
 // `logbook replay` and `audit verify` after `logbook dev` was killed with a
