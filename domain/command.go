@@ -58,6 +58,8 @@ const (
 	// there to slow one workspace down, not to be a second quota.
 	MaxRequestsPerMinute = 1_000_000
 	MaxAttempt           = 1<<31 - 1 // attempts count from 1
+	MaxLabels            = 20
+	MaxTaskLabelLen      = 50
 )
 
 // Roles: of members, and of keys.
@@ -117,6 +119,10 @@ type TaskCreateCmd struct {
 	Input    string `json:"input"`
 	Priority int    `json:"priority"`
 	Assignee string `json:"assignee,omitempty"`
+	// Labels tag the task (at most MaxLabels, each at most MaxTaskLabelLen
+	// characters, no two alike); DueAt is when it is wanted, if ever.
+	Labels []string   `json:"labels,omitempty"`
+	DueAt  *time.Time `json:"due_at,omitempty"`
 }
 
 type TaskAssignCmd struct {

@@ -52,6 +52,7 @@ const (
 var eventVersions = map[string]int{
 	EvWorkspaceAIPolicySet: 2, // + requests_per_minute
 	EvTaskResultRecorded:   2, // + provider, model
+	EvTaskCreated:          2, // + labels, due_at
 }
 
 // EventVersion is the schema version an event type is decided at today.
@@ -113,6 +114,9 @@ type TaskCreated struct {
 	Input    string `json:"input"`
 	Priority int    `json:"priority"`
 	Assignee string `json:"assignee,omitempty"`
+	// Since v2: labels (empty, never null) and the due time (null when none).
+	Labels []string   `json:"labels"`
+	DueAt  *time.Time `json:"due_at"`
 }
 
 type TaskAssigned struct {

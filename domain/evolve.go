@@ -71,8 +71,12 @@ func Evolve(s State, e Event) State {
 				Input:     p.Input,
 				Priority:  p.Priority,
 				Assignee:  p.Assignee,
+				DueAt:     p.DueAt,
 				Status:    TaskStatusPending,
 				CreatedAt: e.OccurredAt,
+			}
+			if len(p.Labels) > 0 {
+				t.Labels = p.Labels // none is nil, as before labels
 			}
 			if s.Workspace != nil {
 				t.WorkspaceID = s.Workspace.ID

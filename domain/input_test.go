@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logbook-dev/logbook/domain"
 )
@@ -14,6 +15,17 @@ import (
 func long(n int) string { return strings.Repeat("é", n) }
 
 const badUTF8 = "bad\xff"
+
+var beforeYear1 = time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// maxLabels is the most labels a task takes, each as long as allowed.
+func maxLabels() []string {
+	out := make([]string, domain.MaxLabels)
+	for i := range out {
+		out[i] = string(rune('a'+i)) + long(domain.MaxTaskLabelLen-1)
+	}
+	return out
+}
 
 func TestInvalidInput(t *testing.T) {
 	active := func(t *testing.T) domain.State { return activeWorkspace(t) }
@@ -100,6 +112,12 @@ func TestInvalidInput(t *testing.T) {
 		{"task create: long input", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Input: long(domain.MaxTextLen + 1)}), "input"},
 		{"task create: input not UTF-8", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Input: badUTF8}), "input"},
 		{"task create: priority too low", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Priority: domain.MinPriority - 1}), "priority"},
+		{"task create: too many labels", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Labels: make([]string, domain.MaxLabels+1)}), "labels"},
+		{"task create: blank label", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Labels: []string{"ok", "  "}}), "labels"},
+		{"task create: long label", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Labels: []string{long(domain.MaxTaskLabelLen + 1)}}), "labels"},
+		{"task create: label twice", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Labels: []string{"bug", " bug "}}), "labels"},
+		{"task create: label with NUL", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Labels: []string{"a\x00b"}}), "labels"},
+		{"task create: due before year 1", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{DueAt: &beforeYear1}), "due_at"},
 		{"task create: priority too high", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Priority: domain.MaxPriority + 1}), "priority"},
 		{"task create: unknown assignee", active, domain.CmdTaskCreate, create(domain.TaskCreateCmd{Assignee: "nobody"}), "assignee"},
 
@@ -161,6 +179,8 @@ func TestLimitsAccepted(t *testing.T) {
 			TaskID: long(domain.MaxIDLen), Title: long(domain.MaxTitleLen), Input: long(domain.MaxTextLen), Priority: domain.MaxPriority,
 		}},
 		{"low priority", ws, domain.CmdTaskCreate, &domain.TaskCreateCmd{TaskID: taskID, Title: "t", Priority: domain.MinPriority}},
+		{"labels and a due time", ws, domain.CmdTaskCreate, &domain.TaskCreateCmd{TaskID: taskID, Title: "t", Labels: maxLabels(),
+			DueAt: func() *time.Time { d := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC); return &d }()}},
 		{"output and usage", withTask(t, ws, domain.TaskStatusInProgress), domain.CmdTaskRecordResult, &domain.TaskRecordResultCmd{
 			TaskID: taskID, Attempt: 1, Output: long(domain.MaxTextLen), Usage: domain.TokenUsage{PromptTokens: math.MaxInt64 / 2},
 		}},

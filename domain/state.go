@@ -67,6 +67,8 @@ type Task struct {
 	Model         string     `json:"model,omitempty"`
 	FailureReason string     `json:"failure_reason,omitempty"`
 	Usage         TokenUsage `json:"usage"`
+	Labels        []string   `json:"labels,omitempty"`
+	DueAt         *time.Time `json:"due_at,omitempty"`
 	Version       int64      `json:"version"`
 	CreatedAt     time.Time  `json:"created_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`

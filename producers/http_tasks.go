@@ -1,7 +1,10 @@
 package producers
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/logbook-dev/logbook/domain"
 	"github.com/logbook-dev/logbook/internal/httpapi"
@@ -9,17 +12,40 @@ import (
 
 // taskRequest is the body of POST /tasks: the task id is the server's.
 type taskRequest struct {
-	Title    string `json:"title"`
-	Input    string `json:"input"`
-	Priority int    `json:"priority"`
-	Assignee string `json:"assignee,omitempty"`
+	Title    string   `json:"title"`
+	Input    string   `json:"input"`
+	Priority int      `json:"priority"`
+	Assignee string   `json:"assignee,omitempty"`
+	Labels   []string `json:"labels,omitempty"`
+	DueAt    *dueAt   `json:"due_at,omitempty"`
+}
+
+// dueAt is a request's due_at: an RFC 3339 date-time, its T and Z in
+// either case as RFC 3339 allows.
+type dueAt struct{ time.Time }
+
+func (d *dueAt) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return httpapi.Problemf(httpapi.CodeInvalid, "due_at", "due_at must be a string")
+	}
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(s))
+	if err != nil {
+		return httpapi.Problemf(httpapi.CodeInvalid, "due_at", "due_at must be an RFC 3339 date-time such as 2026-12-01T17:00:00Z")
+	}
+	d.Time = t
+	return nil
 }
 
 func (a *API) createTask(w http.ResponseWriter, r *http.Request) {
 	var body taskRequest
 	a.createIn(w, r, &body, domain.CmdTaskCreate, "task", func(id string) any {
-		return &domain.TaskCreateCmd{TaskID: id, Title: body.Title, Input: body.Input,
-			Priority: body.Priority, Assignee: body.Assignee}
+		cmd := &domain.TaskCreateCmd{TaskID: id, Title: body.Title, Input: body.Input,
+			Priority: body.Priority, Assignee: body.Assignee, Labels: body.Labels}
+		if body.DueAt != nil {
+			cmd.DueAt = &body.DueAt.Time
+		}
+		return cmd
 	})
 }
 

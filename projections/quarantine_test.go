@@ -122,6 +122,57 @@ func TestEventWithNULFromAnOldLogProjectsExactly(t *testing.T) {
 	}
 }
 
+// A log holding task.created v1 (written before labels) and v2 projects
+// both: the v1 task reads with no labels and no due time, the v2 one with
+// its own, and ?label= finds it.
+func TestTaskCreatedV1AndV2Project(t *testing.T) {
+	e := setup(t)
+	e.projector(projections.ProjectionReadModels)
+	srv := e.queries()
+	l := &oldLog{e: e, ws: newID()}
+	old, cur := newID(), newID()
+	l.append(ev(domain.EvWorkspaceCreated, domain.AggregateWorkspace, l.ws, 1, domain.WorkspaceCreated{Name: "w"}))
+	// v1, as the code of then sealed it.
+	sealed, chain, err := schemas.Seal(l.chain, schemas.EventMeta{WorkspaceID: l.ws, CommandID: newID(),
+		Actor: domain.Actor{ID: "old", Role: "admin"}}, []domain.Event{ev(domain.EvTaskCreated, domain.AggregateTask, old, 1,
+		domain.TaskCreated{TaskID: old, Title: "before labels"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := sealed[0]
+	v1.Version, v1.Payload = 1, json.RawMessage(`{"task_id":"`+old+`","title":"before labels","input":"","priority":0}`)
+	if v1.Hash, err = schemas.ComputeHash(v1); err != nil {
+		t.Fatal(err)
+	}
+	l.produce(v1)
+	l.chain = schemas.Chain{Seq: chain.Seq, Hash: v1.Hash}
+	due := time.Date(2026, 12, 1, 17, 0, 0, 0, time.UTC)
+	l.append(ev(domain.EvTaskCreated, domain.AggregateTask, cur, 1,
+		domain.TaskCreated{TaskID: cur, Title: "with labels", Labels: []string{"bug", "customer:acme"}, DueAt: &due}))
+
+	var page projections.TaskPage
+	e.eventually("both tasks projected", func() bool {
+		return getJSON(t, srv.URL+"/v1/workspaces/"+l.ws+"/tasks", &page) == 200 && len(page.Tasks) == 2
+	})
+	byID := map[string]projections.TaskView{}
+	for _, tv := range page.Tasks {
+		byID[tv.ID] = tv
+	}
+	if v := byID[old]; v.Labels == nil || len(v.Labels) != 0 || v.DueAt != nil || v.Title != "before labels" {
+		t.Fatalf("v1 task: %+v", v)
+	}
+	if v := byID[cur]; len(v.Labels) != 2 || v.Labels[1] != "customer:acme" || v.DueAt == nil || !v.DueAt.Equal(due) {
+		t.Fatalf("v2 task: %+v", v)
+	}
+	if code := getJSON(t, srv.URL+"/v1/workspaces/"+l.ws+"/tasks?label=customer:acme", &page); code != 200 ||
+		len(page.Tasks) != 1 || page.Tasks[0].ID != cur {
+		t.Fatalf("?label=customer:acme: %d %+v", code, page.Tasks)
+	}
+	if n := e.count(`SELECT count(*) FROM projection_quarantine`); n != 0 {
+		t.Fatalf("%d records quarantined, want none", n)
+	}
+}
+
 // An event past a hole in its workspace's chain (the log lost the events
 // it builds on, as a broker that tears a transaction leaves it) stalls the
 // workspace visibly, with what follows held; it is neither applied over the

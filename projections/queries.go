@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -302,9 +303,12 @@ type TaskView struct {
 	// WaitingAIBudget while its agent's workspace has spent today's tokens.
 	WaitingFor string            `json:"waiting_for,omitempty"`
 	Usage      domain.TokenUsage `json:"usage"`
-	Version    int64             `json:"version"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	// Labels is always a list; DueAt is absent when the task has none.
+	Labels    []string   `json:"labels"`
+	DueAt     *time.Time `json:"due_at,omitempty"`
+	Version   int64      `json:"version"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // WaitingAIBudget is a task's waiting_for while its workspace's daily
@@ -350,7 +354,8 @@ func (q *Queries) budgetWaits(ctx context.Context, ws string, views []TaskView) 
 func taskView(t *domain.Task) TaskView {
 	return TaskView{ID: t.ID, WorkspaceID: t.WorkspaceID, Title: t.Title, Input: t.Input, Priority: t.Priority,
 		Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output, Provider: t.Provider,
-		Model: t.Model, FailureReason: t.FailureReason, Usage: t.Usage, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+		Model: t.Model, FailureReason: t.FailureReason, Usage: t.Usage, Labels: nonNil(t.Labels), DueAt: t.DueAt,
+		Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 }
 
 // workspaceExists answers 404 for tasks and events of a workspace that does
@@ -496,6 +501,14 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 		q.fail(w, r, domain.Invalid("status", "unknown task status %q", httpapi.Truncate(status)))
 		return
 	}
+	label, _, err := queryParam(r, "label")
+	if err == nil && (strings.IndexByte(label, 0) >= 0 || utf8.RuneCountInString(label) > domain.MaxTaskLabelLen) {
+		err = domain.Invalid("label", "no task has such a label: labels are at most %d characters, without NUL", domain.MaxTaskLabelLen)
+	}
+	if err != nil {
+		q.fail(w, r, err)
+		return
+	}
 	cursor, err := cursorParam(r)
 	if err != nil {
 		q.fail(w, r, err)
@@ -508,8 +521,9 @@ func (q *Queries) listTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tasks, err := collect(ctx, q.pool, `SELECT `+taskColumns+` FROM tasks
-		WHERE workspace_id = $1 AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4`,
-		[]any{ws, status, cursor, limit + 1}, func(row pgx.Rows) (TaskView, error) {
+		WHERE workspace_id = $1 AND ($2 = '' OR status = $2) AND id > $3 AND ($5 = '' OR labels ? $5)
+		ORDER BY id LIMIT $4`,
+		[]any{ws, status, cursor, limit + 1, label}, func(row pgx.Rows) (TaskView, error) {
 			t, err := scanTask(row)
 			if err != nil {
 				return TaskView{}, err

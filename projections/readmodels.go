@@ -210,7 +210,7 @@ func applyWorkspaces(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 }
 
 const taskColumns = `workspace_id, id, title, input, priority, assignee, status, attempt, output,
-	failure_reason, prompt_tokens, completion_tokens, version, created_at, updated_at, provider, model`
+	failure_reason, prompt_tokens, completion_tokens, version, created_at, updated_at, provider, model, labels, due_at`
 
 // applyTasks loads the touched tasks once, folds the batch's events over them
 // with domain.Evolve and upserts them with one statement.
@@ -265,7 +265,8 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	n := len(order)
 	cols := struct {
 		ws, id, title, input, assignee, status, output, reason []*string
-		provider, model                                        []*string
+		provider, model, labels                                []*string
+		due                                                    []*time.Time
 		priority, attempt                                      []int32
 		prompt, completion, version                            []int64
 		created, updated                                       []time.Time
@@ -294,35 +295,55 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		cols.updated = append(cols.updated, t.UpdatedAt)
 		cols.provider = append(cols.provider, dbTextPtr(t.Provider))
 		cols.model = append(cols.model, dbTextPtr(t.Model))
+		labels, err := json.Marshal(nonNil(t.Labels))
+		if err != nil {
+			return err
+		}
+		lbl := string(labels) // JSON as it is: labels hold no NUL (the domain refuses it)
+		cols.labels = append(cols.labels, &lbl)
+		cols.due = append(cols.due, t.DueAt)
 	}
 	if n == 0 {
 		return nil
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO tasks (`+taskColumns+`)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+		SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18::jsonb, c19
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
 			$8::int[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::timestamptz[],
-			$15::timestamptz[], $16::text[], $17::text[])
+			$15::timestamptz[], $16::text[], $17::text[], $18::text[], $19::timestamptz[])
+			AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19)
 		ON CONFLICT (workspace_id, id) DO UPDATE SET title = EXCLUDED.title, input = EXCLUDED.input,
 			priority = EXCLUDED.priority, assignee = EXCLUDED.assignee, status = EXCLUDED.status,
 			attempt = EXCLUDED.attempt, output = EXCLUDED.output, failure_reason = EXCLUDED.failure_reason,
 			prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
 			version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, provider = EXCLUDED.provider,
-			model = EXCLUDED.model`,
+			model = EXCLUDED.model, labels = EXCLUDED.labels, due_at = EXCLUDED.due_at`,
 		cols.ws, cols.id, cols.title, cols.input, cols.priority, cols.assignee, cols.status, cols.attempt,
 		cols.output, cols.reason, cols.prompt, cols.completion, cols.version, cols.created, cols.updated,
-		cols.provider, cols.model)
+		cols.provider, cols.model, cols.labels, cols.due)
 	return err
 }
 
 func scanTask(row pgx.Row) (*domain.Task, error) {
 	var t domain.Task
 	var input, assignee, output, reason, provider, model *string
+	var labels []byte
 	var priority, attempt int32
 	err := row.Scan(&t.WorkspaceID, &t.ID, &t.Title, &input, &priority, &assignee, &t.Status, &attempt, &output,
 		&reason, &t.Usage.PromptTokens, &t.Usage.CompletionTokens, &t.Version, &t.CreatedAt, &t.UpdatedAt,
-		&provider, &model)
+		&provider, &model, &labels, &t.DueAt)
 	if err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal(labels, &t.Labels); err != nil {
+		return nil, fmt.Errorf("task %s labels: %w", t.ID, err)
+	}
+	if len(t.Labels) == 0 {
+		t.Labels = nil // as the domain holds none
+	}
+	if t.DueAt != nil {
+		due := t.DueAt.UTC()
+		t.DueAt = &due
 	}
 	t.Priority, t.Attempt = int(priority), int(attempt)
 	t.ID, t.Title = fromDBText(t.ID), fromDBText(t.Title)
@@ -443,4 +464,12 @@ func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record
 			$8::text[], $9::jsonb[], $10::timestamptz[], $11::text[], $12::text[])
 		ON CONFLICT (id) DO NOTHING`, ids, ws, types, statuses, codes, reasons, fields, aggs, events, decided, digests, actors)
 	return err
+}
+
+// nonNil is labels as the read models keep them: a list, empty when none.
+func nonNil(labels []string) []string {
+	if labels == nil {
+		return []string{}
+	}
+	return labels
 }

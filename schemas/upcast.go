@@ -25,6 +25,10 @@ var upcasters = map[string][]upcaster{
 		// v2 added what produced the output; v1 did not say.
 		withDefaults(map[string]string{"provider": `""`, "model": `""`}),
 	},
+	domain.EvTaskCreated: {
+		// v2 added labels and a due time; v1 tasks had neither.
+		withDefaults(map[string]string{"labels": `[]`, "due_at": `null`}),
+	},
 }
 
 // withDefaults adds fields a new version requires with the value that

@@ -22,6 +22,8 @@ func TestOldEventVersionsReadAsCurrent(t *testing.T) {
 		"task.result_recorded.v1": &domain.TaskResultRecorded{TaskID: "task-1", Attempt: 2, Output: "The report says…",
 			Usage: domain.TokenUsage{PromptTokens: 812, CompletionTokens: 95}},
 		"workspace.ai_policy_set.v1": &domain.WorkspaceAIPolicySet{DailyTokenBudget: 50000, FallbackMode: domain.FallbackLocal},
+		"task.created.v1": &domain.TaskCreated{TaskID: "task-7", Title: "Summarise the incident", Input: "lbx1.1.sealed",
+			Priority: 3, Assignee: "agent-1", Labels: []string{}},
 	}
 	for _, typ := range domain.EventTypes {
 		for v := 1; v < domain.EventVersion(typ); v++ {

@@ -222,7 +222,10 @@ func integersSpelledPlain(raw []byte) ([]byte, error) {
 func bodyProblem(err error) *Problem {
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
+	var own *Problem
 	switch {
+	case errors.As(err, &own):
+		return own // a field's own decoder named the field and what it takes
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return Problemf(CodeMalformedJSON, "", "malformed JSON")
 	case errors.As(err, &typeErr):

@@ -1,0 +1,5 @@
+-- task.created v2 adds labels and a due time. Rows projected from v1 events
+-- keep what v1 meant: no labels, no due time.
+ALTER TABLE tasks ADD COLUMN labels jsonb NOT NULL DEFAULT '[]', ADD COLUMN due_at timestamptz;
+-- GET /tasks?label=… finds a workspace's tasks by label.
+CREATE INDEX tasks_labels ON tasks USING gin (labels);
