@@ -304,12 +304,17 @@ type TaskView struct {
 	WaitingFor string            `json:"waiting_for,omitempty"`
 	Usage      domain.TokenUsage `json:"usage"`
 	// Labels is always a list; DueAt is absent when the task has none.
-	Labels    []string   `json:"labels"`
+	Labels    Labels     `json:"labels"`
 	DueAt     *time.Time `json:"due_at,omitempty"`
 	Version   int64      `json:"version"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 }
+
+// Labels are a task's labels; none is [] in JSON, never null.
+type Labels []string
+
+func (l Labels) MarshalJSON() ([]byte, error) { return json.Marshal(nonNil(l)) }
 
 // WaitingAIBudget is a task's waiting_for while its workspace's daily
 // token budget is spent and an agent is its assignee.
@@ -354,7 +359,7 @@ func (q *Queries) budgetWaits(ctx context.Context, ws string, views []TaskView) 
 func taskView(t *domain.Task) TaskView {
 	return TaskView{ID: t.ID, WorkspaceID: t.WorkspaceID, Title: t.Title, Input: t.Input, Priority: t.Priority,
 		Assignee: t.Assignee, Status: t.Status, Attempt: t.Attempt, Output: t.Output, Provider: t.Provider,
-		Model: t.Model, FailureReason: t.FailureReason, Usage: t.Usage, Labels: nonNil(t.Labels), DueAt: t.DueAt,
+		Model: t.Model, FailureReason: t.FailureReason, Usage: t.Usage, Labels: t.Labels, DueAt: t.DueAt,
 		Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 }
 

@@ -3,6 +3,7 @@ package main_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logbook-dev/logbook/internal/kafkatest"
 	"github.com/logbook-dev/logbook/internal/pgtest"
@@ -19,7 +20,12 @@ func TestTaskLabelsAndDueTime(t *testing.T) {
 		"labels": []string{" bug ", "customer:acme"}, "due_at": "2026-12-01t17:00:00.123456789+01:00"}, wait, "wait=10").str("task_id")
 	plain := c.must(201, "POST", "/v1/workspaces/"+ws+"/tasks", map[string]any{"title": "plain"}, wait, "wait=10").str("task_id")
 
-	got := c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks/"+tagged, nil)
+	var got response
+	eventually(t, 10*time.Second, "both tasks in the read models", func() bool {
+		got = c.do("GET", "/v1/workspaces/"+ws+"/tasks/"+plain, nil)
+		return got.Status == 200
+	})
+	got = c.must(200, "GET", "/v1/workspaces/"+ws+"/tasks/"+tagged, nil)
 	labels, _ := got.Body["labels"].([]any)
 	if len(labels) != 2 || labels[0] != "bug" || labels[1] != "customer:acme" || got.str("due_at") != "2026-12-01T16:00:00.123456Z" {
 		t.Fatalf("tagged task: %s", got.Raw)
