@@ -90,7 +90,8 @@ func TestReplayAndAuditVerify(t *testing.T) {
 			!json.Valid([]byte(rows[4][len(rows[4])-1])) {
 			t.Fatalf("replay --format csv: %v rows %q", err, rows)
 		}
-		if !strings.Contains(stderr.String(), "replay: done: 5 events read, 4 written") {
+		// Events read: the workspace's partition, which B may share.
+		if !strings.Contains(stderr.String(), "replay: done: ") || !strings.Contains(stderr.String(), " events read, 4 written") {
 			t.Fatalf("replay progress on stderr: %q", stderr.String())
 		}
 		for _, bad := range [][]string{{"--type", "task.nope"}, {"--format", "xml"}, {"--until", "yesterday"},
