@@ -132,7 +132,7 @@ type Parked struct {
 }
 
 // Unparked returns tasks assigned to an agent for longer than idle, in
-// workspaces not over their daily token budget on day, and attempts an
+// active workspaces not over their daily token budget on day, and attempts an
 // agent started and left without an outcome for longer than stalled (a
 // provider call that failed after the start), oldest first, at most
 // perWorkspace of each workspace so a deep backlog does not take the whole
@@ -150,15 +150,16 @@ func (a *AgentWork) Unparked(ctx context.Context, day time.Time, idle, stalled t
 			JOIN agents a ON a.workspace_id = t.workspace_id AND a.id = t.assignee
 			JOIN workspaces w ON w.id = t.workspace_id
 			LEFT JOIN ai_usage u ON u.workspace_id = t.workspace_id AND u.day = $1::date
-			WHERE (t.status = 'assigned' AND t.updated_at < now() - make_interval(secs => $2)
+			WHERE w.status = 'active' AND (
+				(t.status = 'assigned' AND t.updated_at < now() - make_interval(secs => $2)
 					AND (w.ai_daily_budget = 0 OR COALESCE(u.prompt_tokens + u.completion_tokens, 0) < w.ai_daily_budget))
-				OR (t.status = 'in_progress' AND t.updated_at < now() - make_interval(secs => $3))
+				OR (t.status = 'in_progress' AND t.updated_at < now() - make_interval(secs => $3)))
 		) waiting WHERE n <= $4
 		ORDER BY updated_at LIMIT $5`, day.UTC().Format(time.DateOnly), idle.Seconds(), stalled.Seconds(), perWorkspace, limit)
 	return collectParked(rows, err)
 }
 
-// Waiting returns the oldest tasks of a workspace assigned to one of its
+// Waiting returns the oldest tasks of an active workspace assigned to one of its
 // agents at least minAge ago (younger ones may be the event path's), at
 // most limit: the ones the worker left waiting.
 func (a *AgentWork) Waiting(ctx context.Context, workspaceID string, minAge time.Duration, limit int) ([]Parked, error) {
@@ -166,6 +167,7 @@ func (a *AgentWork) Waiting(ctx context.Context, workspaceID string, minAge time
 	defer cancel()
 	rows, err := a.pool.Query(ctx, `SELECT t.workspace_id, t.id, t.assignee, t.version FROM tasks t
 		JOIN agents a ON a.workspace_id = t.workspace_id AND a.id = t.assignee
+		JOIN workspaces w ON w.id = t.workspace_id AND w.status = 'active'
 		WHERE t.workspace_id = $1 AND t.status = 'assigned' AND t.updated_at <= now() - make_interval(secs => $2)
 		ORDER BY t.updated_at LIMIT $3`, dbText(workspaceID), minAge.Seconds(), limit)
 	return collectParked(rows, err)

@@ -78,15 +78,24 @@ func (c *compat) node(at string, prev, next map[string]any, supplied map[string]
 		case "properties":
 			c.properties(at, asMap(pv), asMap(nv), setOf(prev["required"]), setOf(next["required"]), supplied)
 		case "required":
-			// Judged with the properties.
-		case "additionalProperties":
-			if closed(nv) && !closed(pv) {
-				c.refuse(at, "additional properties are no longer allowed")
-			}
-			if pm, ok := pv.(map[string]any); ok {
-				if nm, ok := nv.(map[string]any); ok {
-					c.node(at+"[*]", pm, nm, nil)
+			// Declared properties are judged with the properties; a name
+			// required without a declaration is judged here.
+			declared, prevReq := asMap(next["properties"]), setOf(pv)
+			for name := range setOf(nv) {
+				if _, ok := declared[name]; !ok && !prevReq[name] && !supplied[name] {
+					c.refuse(join(at, name), "now required, and the upcaster does not supply it")
 				}
+			}
+		case "additionalProperties":
+			pm, pSchema := pv.(map[string]any)
+			nm, nSchema := nv.(map[string]any)
+			switch {
+			case closed(nv) && !closed(pv):
+				c.refuse(at, "additional properties are no longer allowed")
+			case nSchema && !pSchema && !closed(pv):
+				c.refuse(at, "additional properties constrained where any were allowed")
+			case nSchema && pSchema:
+				c.node(at+"[*]", pm, nm, nil)
 			}
 		case "minLength", "minimum", "minItems", "exclusiveMinimum":
 			if inNext && (!inPrev || number(nv) > number(pv)) {

@@ -79,14 +79,21 @@ func TestCompatibilityJudgesEachKindOfChange(t *testing.T) {
 	}
 }
 
-// Closing a payload to properties it allowed is refused.
+// Closing a payload to properties it allowed, or constraining them, is
+// refused; so is requiring a field no version declares.
 func TestClosingAdditionalPropertiesIsRefused(t *testing.T) {
-	breaks, err := Compatible([]byte(`{"type": "object"}`), []byte(`{"type": "object", "additionalProperties": false}`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(breaks) != 1 || !strings.Contains(breaks[0], "additional properties are no longer allowed") {
-		t.Fatalf("breaks %v", breaks)
+	for next, want := range map[string]string{
+		`{"type": "object", "additionalProperties": false}`:              "additional properties are no longer allowed",
+		`{"type": "object", "additionalProperties": {"type": "string"}}`: "additional properties constrained",
+		`{"type": "object", "required": ["x"]}`:                          "x: now required",
+	} {
+		breaks, err := Compatible([]byte(`{"type": "object"}`), []byte(next), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(breaks) != 1 || !strings.Contains(breaks[0], want) {
+			t.Errorf("%s: breaks %v, want %q", next, breaks, want)
+		}
 	}
 }
 

@@ -40,7 +40,7 @@ func toolKafka(cfg *Config, dataDir string) error {
 	return cfg.Kafka.Validate()
 }
 
-func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := baseConfig()
 	if err != nil {
 		return err
@@ -95,11 +95,16 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		write = func(e schemas.EventEnvelope) error { return enc.Encode(e) }
 	case "csv":
 		w := csv.NewWriter(stdout)
-		defer w.Flush()
 		if err := w.Write(replayCSVHeader); err != nil {
 			return err
 		}
 		write = func(e schemas.EventEnvelope) error { return w.Write(replayCSVRow(e)) }
+		defer func() {
+			// A failed last write (a full disk, a closed pipe) is an error, not a short file.
+			if w.Flush(); err == nil {
+				err = w.Error()
+			}
+		}()
 	default:
 		return fmt.Errorf("--format: %q is not json or csv", *format)
 	}

@@ -59,17 +59,27 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// shelving leaves an assignment for its workspace's turn (turns.go) when
+// shelve says so. It sits outside retry: it judges a delivery once, before
+// any attempt of this delivery started the task.
+func shelving(shelve func(*message.Message) bool) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if t := msg.Metadata.Get(schemas.HeaderType); (t == domain.EvTaskAssigned || t == domain.EvTaskRetried) && shelve(msg) {
+				return nil, nil
+			}
+			return h(msg)
+		}
+	}
+}
+
 // fair admits the events that give an agent work through the limiter,
-// keyed by the workspace they belong to, unless shelve leaves the task for
-// its workspace's turn (turns.go); other events pass straight through.
-func fair(l *limiter, shelve func(*message.Message) bool) message.HandlerMiddleware {
+// keyed by the workspace they belong to; other events pass straight through.
+func fair(l *limiter) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			if t := msg.Metadata.Get(schemas.HeaderType); t != domain.EvTaskAssigned && t != domain.EvTaskRetried {
 				return h(msg)
-			}
-			if shelve(msg) {
-				return nil, nil
 			}
 			release, err := l.acquire(msg.Context(), workspaceOf(msg))
 			if err != nil {

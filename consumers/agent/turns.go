@@ -41,11 +41,15 @@ type turns struct {
 	claimed  map[string]bool
 	inflight map[string]int
 	total    int
+	doneFor  time.Duration
 }
 
-func newTurns() *turns {
+// newTurns remembers a handled task for doneFor: longer than a started
+// attempt takes to count as stalled in the sweep, so a slow read model
+// never makes the sweep ask again for an attempt answered here.
+func newTurns(doneFor time.Duration) *turns {
 	return &turns{shelved: map[string]uint64{}, busy: map[string]time.Time{}, claimed: map[string]bool{},
-		inflight: map[string]int{}}
+		inflight: map[string]int{}, doneFor: doneFor}
 }
 
 // claim marks a waiting task as started by the loop; false when it is
@@ -54,7 +58,7 @@ func (t *turns) claim(p Parked) bool {
 	key := trigger(p.WorkspaceID, p.TaskID, p.Version)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, busy := t.busy[key]; busy || t.claimed[key] {
+	if t.busyLocked(key, time.Now()) || t.claimed[key] {
 		return false
 	}
 	t.claimed[key] = true
@@ -141,15 +145,17 @@ func (t *turns) count() int {
 	return len(t.shelved)
 }
 
-// doneFor is how long a task handled here stays known as handled: longer
-// than its outcome takes to reach the read model, so a drain that read the
-// task before then does not ask the provider again.
-const doneFor = time.Minute
-
 // trigger names what asked for a task's attempt: the task at the version
 // its assignment (or retry) gave it.
 func trigger(ws, task string, version int64) string {
 	return ws + "\x00" + task + "\x00" + strconv.FormatInt(version, 10)
+}
+
+// busyLocked reports whether a trigger is being worked here, or was
+// answered less than doneFor ago.
+func (t *turns) busyLocked(key string, now time.Time) bool {
+	until, ok := t.busy[key]
+	return ok && (until.IsZero() || now.Before(until))
 }
 
 // hold marks a task, at the version that asked for it, as being worked in
@@ -161,11 +167,11 @@ func (t *turns) hold(ws, task string, version int64) (release func(done bool), o
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if until, busy := t.busy[key]; busy && (until.IsZero() || now.Before(until)) {
+	if t.busyLocked(key, now) {
 		return nil, false
 	}
 	t.busy[key] = time.Time{}
-	if len(t.busy) > 1024 && now.Sub(t.pruned) > doneFor/4 {
+	if len(t.busy) > 1024 && now.Sub(t.pruned) > t.doneFor/4 {
 		t.pruned = now
 		for k, until := range t.busy {
 			if !until.IsZero() && now.After(until) {
@@ -177,7 +183,7 @@ func (t *turns) hold(ws, task string, version int64) (release func(done bool), o
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		if done {
-			t.busy[key] = time.Now().Add(doneFor)
+			t.busy[key] = time.Now().Add(t.doneFor)
 		} else {
 			delete(t.busy, key)
 		}
@@ -247,8 +253,14 @@ const turnEvery = 100 * time.Millisecond
 
 func (w *Worker) turn(ctx context.Context, wg *sync.WaitGroup) {
 	spaces, gens := w.turns.pending()
+	mine := w.owner()
 	visited, started := 0, 0
 	for i, ws := range spaces {
+		if !mine(ws) {
+			// Its partition went to another instance, which has the events.
+			w.turns.drained(ws, gens[i])
+			continue
+		}
 		mine, all := w.turns.load(ws)
 		room := 2*w.cfg.Concurrency - all
 		if room <= 0 {

@@ -6,7 +6,7 @@ import (
 )
 
 func TestTurnsHoldATriggerOnceAndRememberItsOutcome(t *testing.T) {
-	tr := newTurns()
+	tr := newTurns(time.Minute)
 	release, ok := tr.hold("w", "t", 2)
 	if !ok {
 		t.Fatal("a free task was not held")
@@ -30,13 +30,17 @@ func TestTurnsHoldATriggerOnceAndRememberItsOutcome(t *testing.T) {
 		t.Fatal("the loop claimed a task worked a moment ago")
 	}
 	tr.busy[trigger("w", "t", 2)] = time.Now().Add(-time.Second) // its memory has run out
+	if !tr.claim(Parked{WorkspaceID: "w", TaskID: "t", Version: 2}) {
+		t.Fatal("the loop cannot claim a task whose outcome is forgotten")
+	}
+	tr.unclaim(Parked{WorkspaceID: "w", TaskID: "t", Version: 2})
 	if _, ok := tr.hold("w", "t", 2); !ok {
 		t.Fatal("a task's outcome is remembered for ever")
 	}
 }
 
 func TestTurnsClaimCountsAndForgetOnlyUnchangedWorkspaces(t *testing.T) {
-	tr := newTurns()
+	tr := newTurns(time.Minute)
 	p := Parked{WorkspaceID: "w", TaskID: "t", Version: 2}
 	if !tr.claim(p) || tr.claim(p) {
 		t.Fatal("a task claimed twice, or not at all")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +87,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		return nil, errors.New("agent: a store, the local responder and a logger are required")
 	}
 	w := &Worker{cfg: cfg, deps: d, log: d.Logger, store: d.Store, primary: d.Primary, local: d.Local,
-		limiter: newLimiter(cfg.Concurrency, cfg.PerWorkspace, cfg.Ramp), rates: newRates(), turns: newTurns(), started: time.Now().UTC()}
+		limiter: newLimiter(cfg.Concurrency, cfg.PerWorkspace, cfg.Ramp), rates: newRates(), turns: newTurns(cfg.HandlerTimeout + cfg.SweepEvery + time.Minute), started: time.Now().UTC()}
 	if w.primary == nil {
 		w.primary = d.Local
 	} else {
@@ -116,7 +117,8 @@ func New(cfg Config, d Deps) (*Worker, error) {
 // newRouter assembles the handler and its middleware, outermost first:
 // correlation id, dead-lettering of what can never succeed (tagged with
 // where it came from), the event's
-// time bound, bounded retries, the fair call limiter, panic recovery.
+// time bound, shelving past a workspace's share, bounded retries, the fair
+// call limiter, panic recovery.
 func (w *Worker) newRouter() (*message.Router, error) {
 	topics := w.deps.Kafka.Topics()
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 15 * time.Second}, watermill.NewSlogLogger(w.log))
@@ -132,8 +134,9 @@ func (w *Worker) newRouter() (*message.Router, error) {
 		poison,
 		deadLetterTags,
 		middleware.Timeout(w.cfg.HandlerTimeout),
+		shelving(w.shelveIfBehind),
 		retry(w.cfg.Retries, w.cfg.RetryBackoff, w.cfg.MaxBackoff, w.log),
-		fair(w.limiter, w.shelveIfBehind),
+		fair(w.limiter),
 		middleware.Recoverer,
 	)
 	r.AddHandler("agent", topics.Events, w.sub, topics.Commands, w.pub, w.handle)
@@ -224,6 +227,10 @@ func (w *Worker) sweep(ctx context.Context) {
 			w.log.Debug("agent sweep failed", "err", err)
 			continue
 		}
+		// Only this process's workspaces: another instance's event path may
+		// be working the rest, and the provider would be asked twice.
+		mine := w.owner()
+		parked = slices.DeleteFunc(parked, func(p Parked) bool { return !mine(p.WorkspaceID) })
 		for _, p := range parked {
 			w.turns.shelve(p.WorkspaceID)
 		}
@@ -310,6 +317,17 @@ func (w *Worker) unpark(ctx context.Context, p Parked) (worked bool, err error) 
 }
 
 func (w *Worker) instance() string { return w.deps.Instance }
+
+// owner reports, for the events partitions this process holds now, whether
+// a workspace is one of its: the drains and the sweep work no other.
+func (w *Worker) owner() func(ws string) bool {
+	owned := map[int32]bool{}
+	for _, p := range w.sub.Stats().Partitions {
+		owned[p] = true
+	}
+	n := w.deps.Kafka.Partitions
+	return func(ws string) bool { return n <= 0 || owned[kafka.PartitionOf(ws, n)] }
+}
 
 // Status is what the worker shows of itself.
 type Status struct {

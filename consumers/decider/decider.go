@@ -360,6 +360,11 @@ func (d *Decider) stateRecords(fetches kgo.Fetches, parts map[int32]*partitionSt
 		if w.legacy {
 			added = w.Recent.all() // the whole window, out of the record that held it
 		}
+		// Tombstones first: a command let go and decided again in this
+		// batch keeps the record written after its tombstone.
+		for _, c := range b.evicted[id] {
+			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, c))})
+		}
 		for _, o := range added {
 			val, err := encodeCommand(o)
 			if err != nil {
@@ -367,9 +372,6 @@ func (d *Decider) stateRecords(fetches kgo.Fetches, parts map[int32]*partitionSt
 				continue
 			}
 			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, o.CommandID)), Value: val})
-		}
-		for _, c := range b.evicted[id] {
-			out = append(out, &kgo.Record{Topic: d.topics.DeciderState, Partition: p, Key: []byte(commandKey(id, c))})
 		}
 	}
 	for ref, t := range b.tasks {

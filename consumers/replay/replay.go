@@ -190,8 +190,7 @@ func startOffsets(ctx context.Context, adm *kadm.Client, topic string, opts Opti
 // PartitionOf is the partition a workspace's records land on: the same
 // murmur2 key hash Kafka's and franz-go's default partitioners use.
 func PartitionOf(workspaceID string, partitions int32) int32 {
-	p := kgo.StickyKeyPartitioner(nil).ForTopic("")
-	return int32(p.Partition(&kgo.Record{Key: []byte(workspaceID)}, int(partitions)))
+	return kafka.PartitionOf(workspaceID, partitions)
 }
 
 // Report is the outcome of a verification.

@@ -145,8 +145,10 @@ func (s *Subscriber) setPaused(p bool) {
 type Stats struct {
 	Subscriptions int
 	// AssignedPartitions is the number of partitions the subscriptions
-	// own: assigned by the group, or, without a group, read from so far.
+	// own: assigned by the group, or, without a group, read from so far;
+	// Partitions are their numbers.
 	AssignedPartitions int
+	Partitions         []int32
 	// PausedPartitions is the number of those not being fetched: full
 	// windows, or all of them while the Subscriber is paused.
 	PausedPartitions int

@@ -222,7 +222,8 @@ func (s *subscription) addStats(st *Stats) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st.AssignedPartitions += len(s.windows)
-	for _, w := range s.windows {
+	for p, w := range s.windows {
+		st.Partitions = append(st.Partitions, p)
 		st.InFlight += w.inFlight()
 		st.Buffered += w.pending
 		if s.paused || w.paused {
