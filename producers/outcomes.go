@@ -2,7 +2,6 @@ package producers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -63,8 +62,8 @@ func (o *Outcomes) Run(ctx context.Context) {
 			if id := schemas.Header(r, schemas.HeaderCommandID); id != "" && !o.waiting(id) {
 				return
 			}
-			var res schemas.Result
-			if err := json.Unmarshal(r.Value, &res); err != nil {
+			res, err := schemas.DecodeResult(r.Value)
+			if err != nil {
 				o.log.Warn("undecodable result", "partition", r.Partition, "offset", r.Offset)
 				return
 			}

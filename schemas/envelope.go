@@ -93,6 +93,36 @@ type Result struct {
 	ActorID string `json:"actor_id,omitempty"`
 }
 
+// ResultFormat is the format of the result records this version writes,
+// in their "v". Format 0, written before results said theirs, has the same
+// fields. DecodeResult refuses a later format rather than read it wrong.
+const ResultFormat = 1
+
+// MarshalJSON writes the record with its format.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	return json.Marshal(struct {
+		V int `json:"v"`
+		plain
+	}{ResultFormat, plain(r)})
+}
+
+// DecodeResult reads a result record of any format up to ResultFormat.
+func DecodeResult(b []byte) (Result, error) {
+	type plain Result
+	var w struct {
+		V *int `json:"v"`
+		plain
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Result{}, err
+	}
+	if w.V != nil && (*w.V < 1 || *w.V > ResultFormat) {
+		return Result{}, fmt.Errorf("result format %d: this version reads formats 0 to %d", *w.V, ResultFormat)
+	}
+	return Result(w.plain), nil
+}
+
 // FieldIdempotencyKey is the field a CodeKeyReused rejection names.
 const FieldIdempotencyKey = "Idempotency-Key"
 

@@ -3,9 +3,11 @@ package schemas_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/logbook-dev/logbook/domain"
@@ -13,7 +15,8 @@ import (
 )
 
 // golden reads testdata/name and checks that decoding and encoding it again
-// gives the same bytes: what is stored is read back, and written, unchanged.
+// gives the same bytes: what is stored is read back, and written, unchanged
+// (a result record of format 0 is written with today's format in front).
 func golden[T any](t *testing.T, name string) T {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("testdata", name))
@@ -28,6 +31,10 @@ func golden[T any](t *testing.T, name string) T {
 	again, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
+	}
+	_, isResult := any(v).(schemas.Result)
+	if isResult && !bytes.HasPrefix(raw, []byte(`{"v":`)) {
+		raw = append([]byte(fmt.Sprintf(`{"v":%d,`, schemas.ResultFormat)), raw[1:]...)
 	}
 	if !bytes.Equal(again, raw) {
 		t.Fatalf("%s does not round-trip:\nstored  %s\nwritten %s", name, raw, again)
@@ -113,5 +120,41 @@ func TestResultForAnotherRequestRefusesTheKey(t *testing.T) {
 	if got.Status != schemas.ResultRejected || got.Code != domain.CodeKeyReused || got.Field != "Idempotency-Key" ||
 		got.RequestDigest != d2 || got.CommandID != "c" || got.WorkspaceID != "w" || got.AggregateID != "" || len(got.Events) != 0 {
 		t.Fatalf("For(another request) = %+v, want the key refused", got)
+	}
+}
+
+// Result records say their format: what this version writes reads back,
+// every past format reads as it did, and a later one is refused, not read
+// wrong.
+func TestResultRecordsCarryTheirFormat(t *testing.T) {
+	for _, name := range []string{"result-before-digest.json", "result-rejected-before-digest.json", "result-with-digest.json", "result-format1.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := schemas.DecodeResult(b)
+		if err != nil || res.CommandID == "" || res.DecidedAt.IsZero() {
+			t.Fatalf("%s: %+v, %v", name, res, err)
+		}
+		if want := golden[schemas.Result](t, name); !reflect.DeepEqual(res, want) {
+			t.Fatalf("%s: DecodeResult %+v, the fields %+v", name, res, want)
+		}
+	}
+	f1 := golden[schemas.Result](t, "result-format1.json")
+	if f1.ActorID != "principal-1" || len(f1.RequestDigest) != 64 {
+		t.Fatalf("format 1 read as %+v", f1)
+	}
+	b, err := json.Marshal(f1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"v":1,`) {
+		t.Fatalf("written without its format: %s", b)
+	}
+	if back, err := schemas.DecodeResult(b); err != nil || !reflect.DeepEqual(back, f1) {
+		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	if _, err := schemas.DecodeResult([]byte(`{"v":2,"command_id":"c"}`)); err == nil || !strings.Contains(err.Error(), "format 2") {
+		t.Fatalf("a later format: %v", err)
 	}
 }
