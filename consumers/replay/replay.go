@@ -88,9 +88,13 @@ func Read(ctx context.Context, cfg kafka.Config, opts Options, fn func(schemas.E
 	if err != nil {
 		return err
 	}
+	to, err := endOffsets(ctx, adm, topic, opts.Until)
+	if err != nil {
+		return err
+	}
 	var prog Progress
 	if opts.Progress != nil {
-		if prog.Total, err = remaining(ctx, adm, topic, from); err != nil {
+		if prog.Total, err = remaining(ctx, adm, topic, from, to); err != nil {
 			return err
 		}
 	}
@@ -105,7 +109,7 @@ func Read(ctx context.Context, cfg kafka.Config, opts Options, fn func(schemas.E
 			opts.Progress(prog)
 		}
 	}
-	err = kafka.ReadToEnd(ctx, cl, topic, from, func(r *kgo.Record) error {
+	err = kafka.ReadRange(ctx, cl, topic, from, to, func(r *kgo.Record) error {
 		prog.Read++
 		if opts.Progress != nil && time.Since(last) >= time.Second {
 			last = time.Now()
@@ -136,8 +140,36 @@ func Read(ctx context.Context, cfg kafka.Config, opts Options, fn func(schemas.E
 	return nil
 }
 
+// untilMargin is how far past --until a partition is read: record
+// timestamps are the deciders' clocks, which may step back a little when a
+// partition moves to another decider; events are filtered on their own time.
+const untilMargin = time.Minute
+
+// endOffsets stops each partition at its first record stamped later than
+// until (plus untilMargin), so a replay of last quarter does not read this
+// one; none when until is zero.
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string, until time.Time) (map[int32]int64, error) {
+	if until.IsZero() {
+		return nil, nil
+	}
+	listed, err := adm.ListOffsetsAfterMilli(ctx, until.Add(untilMargin).UnixMilli()+1, topic)
+	if err != nil {
+		return nil, fmt.Errorf("replay: offsets after %s: %w", until.Format(time.RFC3339), err)
+	}
+	if err := listed.Error(); err != nil {
+		return nil, fmt.Errorf("replay: offsets after %s: %w", until.Format(time.RFC3339), err)
+	}
+	to := map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Offset >= 0 {
+			to[o.Partition] = o.Offset
+		}
+	})
+	return to, nil
+}
+
 // remaining counts the records between from and the end offsets now.
-func remaining(ctx context.Context, adm *kadm.Client, topic string, from map[int32]int64) (int64, error) {
+func remaining(ctx context.Context, adm *kadm.Client, topic string, from, to map[int32]int64) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ends, err := adm.ListEndOffsets(lctx, topic)
@@ -146,7 +178,14 @@ func remaining(ctx context.Context, adm *kadm.Client, topic string, from map[int
 	}
 	var n int64
 	for p, o := range from {
-		if end, ok := ends.Lookup(topic, p); ok && end.Err == nil && end.Offset > o {
+		end, ok := ends.Lookup(topic, p)
+		if !ok || end.Err != nil {
+			continue
+		}
+		if limit, ok := to[p]; ok && limit < end.Offset {
+			end.Offset = limit
+		}
+		if end.Offset > o {
 			n += end.Offset - o
 		}
 	}

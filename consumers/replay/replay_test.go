@@ -185,3 +185,41 @@ func TestReadPastAMarkerlessAbortedTail(t *testing.T) {
 		t.Fatalf("verify after the crash: %+v, %v", rep, err)
 	}
 }
+
+// --until stops each partition at its first record stamped well after it
+// (the deciders stamp records with the event's time), instead of reading
+// the rest of the log and filtering it out.
+func TestReadUntilStopsEarly(t *testing.T) {
+	cfg := kafkatest.Config(t, 3)
+	w := newWriter(t, cfg)
+	at := time.Now().Add(-48 * time.Hour).UTC()
+	if err := w.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		when := at.Add(time.Duration(i) * time.Hour)
+		e := schemas.EventEnvelope{ID: fmt.Sprint("e", i), WorkspaceID: "w", Type: domain.EvTaskCompleted, Version: 1, Seq: int64(i + 1),
+			OccurredAt: when, Payload: json.RawMessage(`{"task_id":"t"}`)}
+		val, _ := json.Marshal(e)
+		r := &kgo.Record{Topic: cfg.Topics().Events, Partition: replay.PartitionOf("w", cfg.Partitions), Key: []byte("w"), Value: val, Timestamp: when}
+		if err := w.cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.end(kgo.TryCommit)
+	var last replay.Progress
+	var got []int64
+	if err := replay.Read(context.Background(), cfg, replay.Options{Until: at.Add(90 * time.Minute),
+		Progress: func(p replay.Progress) { last = p }}, func(e schemas.EventEnvelope) error {
+		got = append(got, e.Seq)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1] != 2 {
+		t.Fatalf("until 90 minutes in: seqs %v, want 1 and 2", got)
+	}
+	if last.Read != 2 || last.Total != 2 {
+		t.Fatalf("read %d records of %d to replay 2 of 5: the read did not stop at --until", last.Read, last.Total)
+	}
+}

@@ -63,17 +63,23 @@ const (
 // end, fn's refusal included, fails with a *ReadError saying where it
 // stopped; it wraps the cause, so errors.Is and errors.As reach fn's error.
 func ReadToEnd(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64, fn func(*kgo.Record) error) error {
-	return readToEnd(ctx, cl, topic, from, true, fn)
+	return readToEnd(ctx, cl, topic, from, nil, true, fn)
+}
+
+// ReadRange is ReadToEnd stopping each partition named in to at that
+// offset, when it comes before the partition's end.
+func ReadRange(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64, fn func(*kgo.Record) error) error {
+	return readToEnd(ctx, cl, topic, from, to, true, fn)
 }
 
 // ReadToEndUncommitted is ReadToEnd reading every data record up to the high
 // watermark, those of open and aborted transactions included: for tools
 // that repair transactions, never for building state.
 func ReadToEndUncommitted(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64, fn func(*kgo.Record) error) error {
-	return readToEnd(ctx, cl, topic, from, false, fn)
+	return readToEnd(ctx, cl, topic, from, nil, false, fn)
 }
 
-func readToEnd(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64, committed bool, fn func(*kgo.Record) error) error {
+func readToEnd(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64, committed bool, fn func(*kgo.Record) error) error {
 	if len(from) == 0 {
 		return nil
 	}
@@ -87,6 +93,9 @@ func readToEnd(ctx context.Context, cl *kgo.Client, topic string, from map[int32
 		end, ok := ends[p]
 		if !ok {
 			return &ReadError{Topic: topic, Partition: p, Position: off, End: -1, Err: kerr.UnknownTopicOrPartition}
+		}
+		if limit, ok := to[p]; ok && limit >= 0 && limit < end {
+			end = limit
 		}
 		if off < end {
 			r.parts[p] = &cursor{pos: max(off, 0), end: end, movedAt: now}
