@@ -3,9 +3,14 @@ package projections_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/consumers/decider"
@@ -118,4 +123,99 @@ func prefillDecided(ctx context.Context, b *testing.B, cfg kafka.Config, spaces,
 	if st := d.Snapshot(); st.Accepted != int64(spaces+tasks) {
 		b.Fatalf("the decider accepted %d of %d commands", st.Accepted, spaces+tasks)
 	}
+}
+
+// BenchmarkRebuild measures `logbook projections rebuild`: BENCH_REBUILD_WORKSPACES
+// workspace creates and BENCH_REBUILD_TASKS task creates decided into a log,
+// then new read models filled from offset 0 (events, results and the access
+// topic side by side) and switched in. Beside it, the ceiling: raw COPY of
+// as many event-trail rows into a copy of the events table in the same
+// Postgres.
+func BenchmarkRebuild(b *testing.B) {
+	spaces := kafkatest.EnvInt("BENCH_REBUILD_WORKSPACES", 1000)
+	tasks := kafkatest.EnvInt("BENCH_REBUILD_TASKS", 20000)
+	for range b.N {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		cfg := kafkatest.Config(b, 6)
+		if err := kafka.EnsureTopics(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+		url := pgtest.URL(b)
+		pool, err := pg.Connect(ctx, url, 4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := projections.Migrate(ctx, pool); err != nil {
+			b.Fatal(err)
+		}
+		prefillDecided(ctx, b, cfg, spaces, tasks)
+		events := spaces + tasks
+
+		if f := os.Getenv("BENCH_REBUILD_CPUPROFILE"); f != "" {
+			out, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(out); err != nil {
+				b.Fatal(err)
+			}
+			defer pprof.StopCPUProfile()
+		}
+		b.ResetTimer()
+		rep, err := projections.Rebuild(ctx, projections.RebuildConfig{
+			Kafka: cfg, Live: pool, Projections: projections.Projections(cfg.Topics(), nil), Logger: quiet,
+			Connect: func(ctx context.Context, schema string) (*pgxpool.Pool, error) {
+				return pg.ConnectIn(ctx, url, schema, 8)
+			},
+		})
+		b.StopTimer()
+		pprof.StopCPUProfile()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var got int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&got); err != nil || got != events {
+			b.Fatalf("%d events in the rebuilt trail, want %d (%v)", got, events, err)
+		}
+		copyRate := rawCopy(ctx, b, pool, events)
+		rate := float64(events) / rep.Fill.Seconds()
+		b.ReportMetric(rate, "events/s")
+		b.ReportMetric(float64(rep.Records)/rep.Fill.Seconds(), "records/s")
+		b.ReportMetric(copyRate, "copy_rows/s")
+		b.ReportMetric(rate/copyRate, "ratio_to_copy")
+		b.ReportMetric(float64(rep.Hold.Milliseconds()), "hold_ms")
+		pool.Close()
+		cancel()
+	}
+}
+
+// rawCopy copies n rows shaped like the event trail's (taken from it) into
+// a copy of the events table and returns rows/s.
+func rawCopy(ctx context.Context, b *testing.B, pool *pgxpool.Pool, n int) float64 {
+	cols := []string{"workspace_id", "seq", "id", "type", "version", "aggregate_type", "aggregate_id",
+		"aggregate_version", "command_id", "correlation_id", "actor_id", "actor_role", "occurred_at", "payload",
+		"signed", "prev_hash", "hash", "log_partition", "log_offset"}
+	rows, err := pool.Query(ctx, `SELECT `+strings.Join(cols, ", ")+` FROM events`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var data [][]any
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			b.Fatal(err)
+		}
+		data = append(data, v)
+	}
+	if rows.Err() != nil || len(data) != n {
+		b.Fatalf("read %d event rows of %d: %v", len(data), n, rows.Err())
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE copy_ceiling (LIKE events INCLUDING ALL)`); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := pool.CopyFrom(ctx, pgx.Identifier{"copy_ceiling"}, cols, pgx.CopyFromRows(data)); err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / time.Since(start).Seconds()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logbook-dev/logbook/internal/kafka"
@@ -50,7 +51,12 @@ type ProjectorConfig struct {
 	Apply Applier
 	// MaxPollRecords bounds one poll, default 5000.
 	MaxPollRecords int
-	Logger         *slog.Logger
+	// Standalone consumes every partition of Topic without a consumer
+	// group, from the checkpoints in Pool: a rebuild fills its own copy of
+	// the read models beside the live projection without taking its
+	// partitions. It dead-letters nothing: the live projection has.
+	Standalone bool
+	Logger     *slog.Logger
 }
 
 // Projector consumes a topic in a group and applies it to Postgres. Its
@@ -82,22 +88,29 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 		cfg.Logger = slog.Default()
 	}
 	p := &Projector{cfg: cfg}
-	cl, err := kgo.NewClient(append(cfg.Kafka.Opts(),
-		kgo.ConsumerGroup("logbook-projection-"+cfg.Name),
-		// A dead member's partitions move after 10s, not kgo's default 45s:
-		// the read models must not stall that long behind a crashed process.
-		kgo.SessionTimeout(10*time.Second),
-		kgo.RebalanceTimeout(30*time.Second),
-		kgo.ConsumeTopics(cfg.Topic),
+	opts := append(cfg.Kafka.Opts(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.DisableAutoCommit(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AdjustFetchOffsetsFn(p.seekToCheckpoints),
-	)...)
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if !cfg.Standalone {
+		opts = append(opts,
+			kgo.ConsumerGroup("logbook-projection-"+cfg.Name),
+			// A dead member's partitions move after 10s, not kgo's default
+			// 45s: the read models must not stall that long behind a
+			// crashed process.
+			kgo.SessionTimeout(10*time.Second),
+			kgo.RebalanceTimeout(30*time.Second),
+			kgo.ConsumeTopics(cfg.Topic),
+			kgo.DisableAutoCommit(),
+			kgo.AdjustFetchOffsetsFn(p.seekToCheckpoints))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("projections: %w", err)
 	}
 	p.cl = cl
+	if cfg.Standalone {
+		return p, nil
+	}
 	if p.dlq, err = kgo.NewClient(cfg.Kafka.Opts()...); err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("projections: %w", err)
@@ -108,7 +121,9 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 // Close leaves the group.
 func (p *Projector) Close() {
 	p.cl.Close()
-	p.dlq.Close()
+	if p.dlq != nil {
+		p.dlq.Close()
+	}
 }
 
 // SetAside is the number of records this process could not apply and
@@ -175,8 +190,107 @@ func (p *Projector) checkpoints(ctx context.Context, ids []int32) (map[int32]int
 	return out, rows.Err()
 }
 
+// startStandalone assigns every partition of the topic, each at its
+// checkpoint, retrying while the broker or Postgres cannot answer.
+func (p *Projector) startStandalone(ctx context.Context) error {
+	adm := kadm.NewClient(p.cl)
+	backoff := 200 * time.Millisecond
+	for {
+		err := func() error {
+			lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			ends, err := adm.ListEndOffsets(lctx, p.cfg.Topic)
+			if err != nil {
+				return err
+			}
+			if err := ends.Error(); err != nil {
+				return err
+			}
+			parts := map[int32]kgo.Offset{}
+			ends.Each(func(o kadm.ListedOffset) { parts[o.Partition] = kgo.NewOffset().AtStart() })
+			if len(parts) == 0 {
+				return fmt.Errorf("topic %s has no partitions", p.cfg.Topic)
+			}
+			if _, err := p.seekToCheckpoints(lctx, map[string]map[int32]kgo.Offset{p.cfg.Topic: parts}); err != nil {
+				return err
+			}
+			p.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.cfg.Topic: parts})
+			return nil
+		}()
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.cfg.Logger.Warn("projector: cannot assign the topic's partitions; retrying", "projection", p.cfg.Name, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// CatchUp applies, from the checkpoints, every record the topic holds when
+// it is called, in batches of up to MaxPollRecords per partition, and
+// returns once all are applied: a rebuild's fill knows it has the whole log
+// as it stood, whatever transaction markers end each partition.
+func (p *Projector) CatchUp(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ends, err := kadm.NewClient(p.cl).ListEndOffsets(lctx, p.cfg.Topic)
+	cancel()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("projections: %s: %w", p.cfg.Name, err)
+	}
+	var ids []int32
+	ends.Each(func(o kadm.ListedOffset) { ids = append(ids, o.Partition) })
+	cps, err := p.checkpoints(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("projections: %s checkpoints: %w", p.cfg.Name, err)
+	}
+	from := make(map[int32]int64, len(ids))
+	for _, id := range ids {
+		from[id] = cps[id]
+	}
+	bufs := map[int32][]*kgo.Record{}
+	flush := func(part int32) error {
+		recs := bufs[part]
+		if len(recs) == 0 {
+			return nil
+		}
+		bufs[part] = nil
+		if err := p.applyWithRetry(ctx, part, recs); err != nil {
+			return err
+		}
+		return ctx.Err() // applyWithRetry gives up only when ctx ends
+	}
+	err = kafka.ReadToEnd(ctx, p.cl, p.cfg.Topic, from, func(r *kgo.Record) error {
+		bufs[r.Partition] = append(bufs[r.Partition], r)
+		if len(bufs[r.Partition]) < p.cfg.MaxPollRecords {
+			return nil
+		}
+		return flush(r.Partition)
+	})
+	if err != nil {
+		return fmt.Errorf("projections: %s: %w", p.cfg.Name, err)
+	}
+	for _, id := range ids {
+		if err := flush(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Run applies records until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
+	if p.cfg.Standalone {
+		if err := p.startStandalone(ctx); err != nil {
+			return nil // ctx ended
+		}
+	}
 	for ctx.Err() == nil {
 		fetches := p.cl.PollRecords(ctx, p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -246,8 +360,10 @@ func (p *Projector) isolate(ctx context.Context, part int32, recs []*kgo.Record)
 			drop := notAFact(err)
 			p.cfg.Logger.Error("projector: record cannot be applied", "projection", p.cfg.Name,
 				"partition", part, "offset", r.Offset, "quarantined", !drop, "err", err)
-			if derr := p.deadLetter(ctx, r, err); derr != nil {
-				return total, derr
+			if !p.cfg.Standalone {
+				if derr := p.deadLetter(ctx, r, err); derr != nil {
+					return total, derr
+				}
 			}
 			p.mu.Lock()
 			p.setAside++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -102,8 +103,9 @@ func verifyChains(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 			ids = append(ids, d.env.WorkspaceID)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (workspace_id) workspace_id, seq, hash FROM events
-		WHERE workspace_id = ANY($1) ORDER BY workspace_id, seq DESC`, ids)
+	// One index probe per workspace for its head, however long its trail.
+	rows, err := tx.Query(ctx, `SELECT u.id, e.seq, e.hash FROM unnest($1::text[]) AS u(id)
+		CROSS JOIN LATERAL (SELECT seq, hash FROM events WHERE workspace_id = u.id ORDER BY seq DESC LIMIT 1) e`, ids)
 	if err != nil {
 		return err
 	}
@@ -239,6 +241,7 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 	if err != nil {
 		return err
 	}
+	stored := map[key]bool{}
 	for rows.Next() {
 		t, err := scanTask(rows)
 		if err != nil {
@@ -246,6 +249,7 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 			return err
 		}
 		touched[key{t.WorkspaceID, t.ID}] = t
+		stored[key{t.WorkspaceID, t.ID}] = true
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -262,7 +266,60 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		}
 		touched[k] = s.Task
 	}
-	n := len(order)
+	// Tasks new to the read model are copied in; the others are upserted.
+	// No other writer can add one meanwhile: the checkpoint row's lock
+	// serializes the projectors of a partition, and a workspace's tasks live
+	// in one partition.
+	var fresh, known []*domain.Task
+	for _, k := range order {
+		switch t := touched[k]; {
+		case t == nil:
+		case stored[k]:
+			known = append(known, t)
+		default:
+			fresh = append(fresh, t)
+		}
+	}
+	if err := copyTasks(ctx, tx, fresh); err != nil {
+		return err
+	}
+	return upsertTasks(ctx, tx, known)
+}
+
+// taskRow is a task as the tasks table's columns (taskColumns).
+func taskRow(t *domain.Task) ([]any, error) {
+	labels, err := json.Marshal(nonNil(t.Labels))
+	if err != nil {
+		return nil, err
+	}
+	return []any{dbText(t.WorkspaceID), dbText(t.ID), dbText(t.Title), dbText(t.Input), int32(t.Priority),
+		dbTextPtr(t.Assignee), dbText(t.Status), int32(t.Attempt), dbTextPtr(t.Output), dbTextPtr(t.FailureReason),
+		t.Usage.PromptTokens, t.Usage.CompletionTokens, t.Version, t.CreatedAt, t.UpdatedAt,
+		dbTextPtr(t.Provider), dbTextPtr(t.Model), string(labels), t.DueAt}, nil
+}
+
+func copyTasks(ctx context.Context, tx pgx.Tx, tasks []*domain.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(tasks))
+	for i, t := range tasks {
+		r, err := taskRow(t)
+		if err != nil {
+			return err
+		}
+		rows[i] = r
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"tasks"}, taskColumnList, pgx.CopyFromRows(rows))
+	return err
+}
+
+var taskColumnList = strings.Fields(strings.ReplaceAll(taskColumns, ",", " "))
+
+func upsertTasks(ctx context.Context, tx pgx.Tx, tasks []*domain.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
 	cols := struct {
 		ws, id, title, input, assignee, status, output, reason []*string
 		provider, model, labels                                []*string
@@ -272,12 +329,7 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		created, updated                                       []time.Time
 	}{}
 	str := func(s string) *string { s = dbText(s); return &s }
-	for _, k := range order {
-		t := touched[k]
-		if t == nil {
-			n--
-			continue
-		}
+	for _, t := range tasks {
 		cols.ws = append(cols.ws, str(t.WorkspaceID))
 		cols.id = append(cols.id, str(t.ID))
 		cols.title = append(cols.title, str(t.Title))
@@ -303,10 +355,7 @@ func applyTasks(ctx context.Context, tx pgx.Tx, evs []decoded) error {
 		cols.labels = append(cols.labels, &lbl)
 		cols.due = append(cols.due, t.DueAt)
 	}
-	if n == 0 {
-		return nil
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO tasks (`+taskColumns+`)
+	_, err := tx.Exec(ctx, `INSERT INTO tasks (`+taskColumns+`)
 		SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18::jsonb, c19
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
 			$8::int[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::timestamptz[],
@@ -430,39 +479,58 @@ type Results struct{}
 
 // Apply implements Applier.
 func (Results) Apply(ctx context.Context, tx pgx.Tx, _ int32, recs []*kgo.Record) error {
-	var ids, ws, types, statuses []string
-	var codes, reasons, fields, aggs, digests, actors []*string
-	var events []string
-	var decided []time.Time
+	results := make([]schemas.Result, 0, len(recs))
+	ids := make([]string, 0, len(recs))
+	fresh := make(map[string]bool, len(recs)) // an id once per batch; false once found stored
+	for _, r := range recs {
+		res, err := schemas.DecodeResult(r.Value)
+		if err != nil || res.CommandID == "" {
+			return &decodeError{fmt.Errorf("result at %d/%d: not a result (%v)", r.Partition, r.Offset, err)}
+		}
+		if _, seen := fresh[res.CommandID]; seen {
+			continue
+		}
+		fresh[res.CommandID] = true
+		results = append(results, res)
+		ids = append(ids, res.CommandID)
+	}
+	rows, err := tx.Query(ctx, `SELECT id FROM commands WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return err
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, id := range stored {
+		fresh[id] = false
+	}
 	opt := func(s string) *string {
 		if s == "" {
 			return nil
 		}
 		return &s
 	}
-	for _, r := range recs {
-		var res schemas.Result
-		if err := json.Unmarshal(r.Value, &res); err != nil || res.CommandID == "" {
-			return &decodeError{fmt.Errorf("result at %d/%d: not a result (%v)", r.Partition, r.Offset, err)}
+	// The rest are new: copied in. Should another partition's projector
+	// add one of them meanwhile, the copy breaks the key, and the batch is
+	// applied again one record at a time, which finds it.
+	out := make([][]any, 0, len(results))
+	for _, res := range results {
+		if !fresh[res.CommandID] {
+			continue
 		}
-		ev, _ := json.Marshal(res.Events)
-		ids = append(ids, res.CommandID)
-		ws = append(ws, res.WorkspaceID)
-		types = append(types, res.CommandType)
-		statuses = append(statuses, res.Status)
-		codes = append(codes, opt(string(res.Code)))
-		reasons = append(reasons, opt(res.Reason))
-		fields = append(fields, opt(res.Field))
-		aggs = append(aggs, opt(res.AggregateID))
-		digests = append(digests, opt(res.RequestDigest))
-		actors = append(actors, opt(res.ActorID))
-		events = append(events, string(ev))
-		decided = append(decided, res.DecidedAt)
+		ev, err := json.Marshal(res.Events)
+		if err != nil {
+			return err
+		}
+		out = append(out, []any{res.CommandID, res.WorkspaceID, res.CommandType, res.Status, opt(string(res.Code)),
+			opt(res.Reason), opt(res.Field), opt(res.AggregateID), string(ev), res.DecidedAt, opt(res.RequestDigest), opt(res.ActorID)})
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO commands (id, workspace_id, type, status, code, reason, field, aggregate_id, events, decided_at, request_digest, actor_id)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::jsonb[], $10::timestamptz[], $11::text[], $12::text[])
-		ON CONFLICT (id) DO NOTHING`, ids, ws, types, statuses, codes, reasons, fields, aggs, events, decided, digests, actors)
+	if len(out) == 0 {
+		return nil
+	}
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"commands"}, []string{"id", "workspace_id", "type", "status", "code", "reason",
+		"field", "aggregate_id", "events", "decided_at", "request_digest", "actor_id"}, pgx.CopyFromRows(out))
 	return err
 }
 

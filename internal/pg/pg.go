@@ -13,9 +13,19 @@ import (
 
 // Connect opens a pool with bounded connection and statement times.
 func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	return ConnectIn(ctx, url, "", maxConns)
+}
+
+// ConnectIn is Connect with every connection's search_path set to schema
+// (none: the database's default): unqualified names then resolve there, so
+// the same SQL fills a second copy of the read models beside the live one.
+func ConnectIn(ctx context.Context, url, schema string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("pg: parse database url: %w", redact(err))
+	}
+	if schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
