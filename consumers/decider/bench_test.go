@@ -96,3 +96,57 @@ func prefill(ctx context.Context, b *testing.B, cfg kafka.Config, signer *signin
 	}
 	return len(cmds)
 }
+
+// BenchmarkRebuildState measures `logbook decider rebuild-state`: a decider
+// decides BENCH_REBUILD_STATE_WORKSPACES workspace creates and
+// BENCH_REBUILD_STATE_TASKS task creates, stops; the decider-state topic is
+// deleted and made again; then the state is rebuilt from the events and
+// results. Reported: events/s and the seconds it took.
+func BenchmarkRebuildState(b *testing.B) {
+	spaces := kafkatest.EnvInt("BENCH_REBUILD_STATE_WORKSPACES", 10000)
+	tasks := kafkatest.EnvInt("BENCH_REBUILD_STATE_TASKS", 90000)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for range b.N {
+		cfg := kafkatest.Config(b, 6)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		if err := kafka.EnsureTopics(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+		priv, _, _ := signing.NewKey("api-1")
+		signer, _ := signing.ParseSigner(priv)
+		total := prefill(ctx, b, cfg, signer, spaces, tasks)
+		d, err := decider.New(decider.Config{Kafka: cfg, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dctx, dcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- d.Run(dctx) }()
+		for d.Snapshot().Commands < int64(total) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		dcancel()
+		d.Close()
+		<-done
+		kafkatest.LoseTopic(b, cfg, cfg.Topics().DeciderState)
+
+		b.ResetTimer()
+		start := time.Now()
+		parts, err := decider.RebuildState(ctx, decider.Config{Kafka: cfg, Logger: quiet}, nil)
+		took := time.Since(start)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		events := 0
+		for _, p := range parts {
+			events += p.Events
+		}
+		if events != total {
+			b.Fatalf("rebuilt from %d events, want %d", events, total)
+		}
+		b.ReportMetric(float64(events)/took.Seconds(), "events/s")
+		b.ReportMetric(took.Seconds(), "seconds")
+		cancel()
+	}
+}

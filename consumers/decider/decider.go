@@ -302,7 +302,9 @@ func (d *Decider) decideAll(fetches kgo.Fetches, parts map[int32]*partitionState
 			return
 		}
 		st.Commands++
-		res, events := d.decide(parts[r.Partition], b, r, now(), &st)
+		// At the events' precision: the state then holds what the events
+		// say, and a state rebuilt from them is the same (RebuildState).
+		res, events := d.decide(parts[r.Partition], b, r, schemas.Timestamp(now()), &st)
 		for _, e := range events {
 			val, merr := json.Marshal(e)
 			if merr != nil {
