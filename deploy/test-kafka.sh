@@ -27,7 +27,7 @@ show() { grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|figures:|serve kill test:|z
 # Watermill's TestReconnect kills a broker: it runs on its own, after the
 # packages that must not see that, and the node is back before the next step.
 reconnect='^TestPubSub/^TestReconnect$'
-go test -count=1 -timeout 40m -v -skip "$reconnect" ./internal/kafka/... ./internal/keyring/... ./internal/watermillkafka/... ./consumers/... ./projections/... 2>&1 | tee "$dir/integration.log" | show
+go test -count=1 -timeout 40m -v -skip "$reconnect" ./internal/kafka/... ./internal/keyring/... ./internal/watermillkafka/... ./consumers/... ./projections/... ./internal/logexport/... 2>&1 | tee "$dir/integration.log" | show
 go test -count=1 -timeout 10m -v -run "$reconnect" ./internal/watermillkafka/ 2>&1 | tee "$dir/reconnect.log" | show
 flock "$dir/node2/restart.lock" bash "$dir/node2/start.sh"
-go test -count=1 -timeout 40m -v -run 'Serve|Backlog|Faults|Fenced' ./cmd/logbook/ 2>&1 | tee "$dir/e2e.log" | show
+go test -count=1 -timeout 40m -v -run 'Serve|Backlog|Faults|Fenced|Recovery|ProjectionsRebuild' ./cmd/logbook/ 2>&1 | tee "$dir/e2e.log" | show

@@ -205,21 +205,14 @@ func (m *Main) Run(ctx context.Context) error {
 	// a second of its revocation reaching the keys read model.
 	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, time.Second); return nil })
 	if c.hasRole("projector") {
-		for _, spec := range []struct {
-			name, topic string
-			apply       projections.Applier
-		}{
-			{projections.ProjectionReadModels, c.Kafka.Topics().Events, projections.ReadModels{Keys: m.ring}},
-			{projections.ProjectionResults, c.Kafka.Topics().Results, projections.Results{}},
-			{projections.ProjectionAccess, c.Kafka.Topics().Access, projections.AccessLog{}},
-		} {
-			p, err := projections.NewProjector(projections.ProjectorConfig{Kafka: c.Kafka, Name: spec.name,
-				Topic: spec.topic, Pool: m.pool, Apply: spec.apply, Logger: m.Log})
+		for _, spec := range projections.Projections(c.Kafka.Topics(), m.ring) {
+			p, err := projections.NewProjector(projections.ProjectorConfig{Kafka: c.Kafka, Name: spec.Name,
+				Topic: spec.Topic, Pool: m.pool, Apply: spec.Apply, Logger: m.Log})
 			if err != nil {
 				return err
 			}
 			defer p.Close()
-			goRun("projector "+spec.name, p.Run)
+			goRun("projector "+spec.Name, p.Run)
 		}
 	}
 	if c.hasRole("api") {

@@ -23,13 +23,9 @@ import (
 // toolDatabase connects an operator tool to Postgres: LOGBOOK_DATABASE_URL,
 // else the embedded database of a `logbook dev` data directory.
 func toolDatabase(ctx context.Context, cfg Config, dataDir string) (*pgxpool.Pool, error) {
-	url := cfg.DatabaseURL
-	if url == "" {
-		b, err := os.ReadFile(filepath.Join(dataDir, devDatabaseURLFile))
-		if err != nil {
-			return nil, errors.New("no database: set LOGBOOK_DATABASE_URL (or run `logbook dev` with --data " + dataDir + ")")
-		}
-		url = strings.TrimSpace(string(b))
+	url, err := toolDatabaseURL(cfg, dataDir)
+	if err != nil {
+		return nil, err
 	}
 	pool, err := pg.Connect(ctx, url, 2)
 	if err != nil {
@@ -40,6 +36,17 @@ func toolDatabase(ctx context.Context, cfg Config, dataDir string) (*pgxpool.Poo
 		return nil, err
 	}
 	return pool, nil
+}
+
+func toolDatabaseURL(cfg Config, dataDir string) (string, error) {
+	if cfg.DatabaseURL != "" {
+		return cfg.DatabaseURL, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, devDatabaseURLFile))
+	if err != nil {
+		return "", errors.New("no database: set LOGBOOK_DATABASE_URL (or run `logbook dev` with --data " + dataDir + ")")
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {

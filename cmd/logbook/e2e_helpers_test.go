@@ -242,11 +242,19 @@ func parallel(n, workers int, fn func(i int)) {
 			}
 		}()
 	}
+	// A worker whose fn called t.FailNow is gone: once all are, stop
+	// feeding them rather than block forever.
+	gone := make(chan struct{})
+	go func() { wg.Wait(); close(gone) }()
 	for i := 0; i < n; i++ {
-		next <- i
+		select {
+		case next <- i:
+		case <-gone:
+			return
+		}
 	}
 	close(next)
-	wg.Wait()
+	<-gone
 }
 
 const testKey = "lbk_test-admin-key-0123456789abcdefghijkl"

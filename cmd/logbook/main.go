@@ -33,6 +33,17 @@ Usage:
   logbook keys signing [--id ID] | --public FILE  print a new command signing key (private line), or the public line of one
   logbook dlq list [--workspace ID] [--json]     records the projections quarantined, in log order
   logbook dlq replay [--workspace ID]            apply them again after the cause is fixed; non-zero exit if any still fail
+  logbook projections rebuild [--keep-previous] [--quiet]
+                                                 fill new read models from offset 0 beside the live ones while they
+                                                 serve, then switch them in one transaction; progress on stderr
+  logbook projections checksum [--portable] [--json]
+                                                 per-table row count and digest of the read models built from the log
+  logbook decider rebuild-state [--json]          write the lost decider-state topic again from the events and
+                                                 results (every decider stopped; the topic empty or gone)
+  logbook log export --dir DIR                   the log's facts (events, results, access audit, wrapped keys) to
+                                                 files with a manifest of counts, digests and chain heads
+  logbook log import --dir DIR                   an export into an empty cluster (checked first), then the decider
+                                                 state rebuilt from it
   logbook loadgen --key KEY [--url URL] [--workspaces W] [--commands N] [--duration D] [--concurrency C]
                 [--rate R] [--mix create=70,...] [--report FILE.json] [--reuse PAST.json] [--check=false] [--json]
                                                  a command mix, closed loop or open at R/s; rates, HDR latency, lag;
@@ -103,6 +114,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDLQ(ctx, args[1:], stdout, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], stdout, stderr)
+	case "projections":
+		err = runProjections(ctx, args[1:], stdout, stderr)
+	case "log":
+		err = runLog(ctx, args[1:], stdout, stderr)
+	case "decider":
+		if len(args) < 2 || args[1] != "rebuild-state" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		err = runDeciderRebuildState(ctx, args[2:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
