@@ -102,6 +102,17 @@ AI_RATE="${BENCH_AI_RATE:-200}"
 BENCH_AI_TASKS=$AI_TASKS BENCH_AI_RATE=$AI_RATE go test -run '^$' -bench '^BenchmarkAIDrainAfterOutage$' -benchtime 1x \
   -timeout 30m ./cmd/logbook/ >"$tmp/ai.txt" 2>&1 || { cat "$tmp/ai.txt" >&2; exit 1; }
 ai() { grep -E '^BenchmarkAIDrainAfterOutage' "$tmp/ai.txt" | tr -s ' \t' '\n' | grep -B1 -x "$1" | head -1; }
+# A blue-green rebuild of the read models from a decided log, beside raw COPY.
+REBUILD_EVENTS="${BENCH_REBUILD_EVENTS:-1000000}"
+BENCH_REBUILD_WORKSPACES=10000 BENCH_REBUILD_TASKS=$((REBUILD_EVENTS - 10000)) go test -run '^$' -bench '^BenchmarkRebuild$' \
+  -benchtime 1x -timeout 40m ./projections/ >"$tmp/rebuild.txt" 2>&1 || { cat "$tmp/rebuild.txt" >&2; exit 1; }
+rebuild() { grep -E '^BenchmarkRebuild' "$tmp/rebuild.txt" | tr -s ' \t' '\n' | grep -B1 -x "$1" | head -1; }
+# Recovery: the decider state rebuilt from the events, and an export and import of the log.
+go test -run '^$' -bench '^BenchmarkRebuildState$' -benchtime 1x -timeout 30m ./consumers/decider/ >"$tmp/state.txt" 2>&1 ||
+  { cat "$tmp/state.txt" >&2; exit 1; }
+go test -run '^$' -bench '^BenchmarkExportImport$' -benchtime 1x -timeout 30m ./internal/logexport/ >"$tmp/export.txt" 2>&1 ||
+  { cat "$tmp/export.txt" >&2; exit 1; }
+metric() { grep -E "^$1" "$2" | tr -s ' \t' '\n' | grep -B1 -x "$3" | head -1; }
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 mem=$(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')
 
@@ -193,6 +204,31 @@ api,decider,projector\` plus \`logbook serve --roles agent\` in its own process
 | largest share one workspace took while all ten had tasks, over the fair share (1 = fair; FIFO would give 5.5) | $(ai max_share_per_fair_share) |
 | the nine small workspaces done / the big one done (after the first answer) | $(ai small_workspaces_done_s) s / $(ai big_workspace_done_s) s |
 | the small ones done, over when an equal share of the measured rate would have done them (1 = fair; first come, first served gives about the drain time over it) | $(ai small_done_per_fair) |
+
+## Rebuilding the read models (\`logbook projections rebuild\`)
+
+\`BENCH_REBUILD_WORKSPACES=10000 BENCH_REBUILD_TASKS=$((REBUILD_EVENTS - 10000)) go test -run '^\$' -bench '^BenchmarkRebuild\$' -benchtime 1x ./projections/\`:
+a decider first turns 10000 workspace creates and $((REBUILD_EVENTS - 10000)) task creates into a log of
+$REBUILD_EVENTS events and as many results; then new read models are filled from offset 0 in their own
+schema (the event trail with every hash checked, workspaces, tasks, command outcomes) and switched in.
+Beside it, the ceiling: raw COPY of the same event-trail rows into a copy of the events table in the same Postgres.
+
+| measure | value |
+|---|---|
+| events/s into fresh read models (fill, results alongside) | $(rebuild events/s) |
+| records/s (events and results) | $(rebuild records/s) |
+| raw COPY of event-trail rows, rows/s | $(rebuild copy_rows/s) |
+| events/s over raw COPY rows/s (each event also writes a task row and a command row) | $(rebuild ratio_to_copy) |
+| time the live projection was held at the switch | $(rebuild hold_ms) ms |
+| fill time for $REBUILD_EVENTS events | $(python3 -c "print(round($REBUILD_EVENTS/$(rebuild events/s), 1))") s |
+
+## Recovery (docs/RECOVERY.md)
+
+| measure | value |
+|---|---|
+| \`logbook decider rebuild-state\`, 100000 events (10000 workspaces): \`go test -run '^\$' -bench '^BenchmarkRebuildState\$' -benchtime 1x ./consumers/decider/\` | $(metric BenchmarkRebuildState "$tmp/state.txt" events/s) events/s, $(metric BenchmarkRebuildState "$tmp/state.txt" seconds) s |
+| \`logbook log export\`, 100000 events and 100000 results: \`go test -run '^\$' -bench '^BenchmarkExportImport\$' -benchtime 1x ./internal/logexport/\` | $(metric BenchmarkExportImport "$tmp/export.txt" export_records/s) records/s |
+| \`logbook log import\` of that export into an empty cluster (every file and chain checked first) | $(metric BenchmarkExportImport "$tmp/export.txt" import_records/s) records/s |
 
 Reference points on this class of machine (from the project brief): a bare
 chi JSON handler serves about 37k req/s; batched Postgres upserts reach 51k
