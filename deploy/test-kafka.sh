@@ -11,7 +11,21 @@ cd "$(dirname "$0")/.."
 
 bash deploy/local/ensure-tools.sh --java
 dir=$(mktemp -d "${TMPDIR:-/tmp}/logbook-kafka-test.XXXXXX")
-cleanup() { bash deploy/local/kafka.sh stop --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+# On a failure, the failed tests' own messages come last, where a reader of
+# the run's tail looks (the streams above keep only the RUN/PASS/FAIL lines).
+why() {
+	awk '/^=== (RUN|CONT) /{cur=$3; in_msg=0}
+		/^ +[A-Za-z0-9_]+_test\.go:[0-9]+: /{in_msg=1}
+		/^(=== |--- |ok|PASS|FAIL)/{in_msg=0}
+		in_msg && n[cur]++ < 60 {msg[cur]=msg[cur] $0 "\n"}
+		/^ *--- FAIL: /{name=$3; if (name in msg) printf "why %s failed:\n%s", name, msg[name]}' "$dir"/*.log 2>/dev/null || true
+}
+cleanup() {
+	local rc=$?
+	[ "$rc" -eq 0 ] || why >&2
+	bash deploy/local/kafka.sh stop --dir "$dir" >/dev/null 2>&1 || true
+	rm -rf "$dir"
+}
 trap cleanup EXIT
 
 bootstrap=$(bash deploy/local/kafka.sh start --nodes 3 --secure --dir "$dir" | tail -n 1)
