@@ -75,6 +75,12 @@ var useCases = map[string]useCase{
 	CmdKeyRevoke:              keyUseCase(keyRevoke),
 }
 
+// KnownCommandType reports whether typ is a command type logbook decides.
+func KnownCommandType(typ string) bool {
+	_, ok := useCases[typ]
+	return ok
+}
+
 // payload is implemented by every command payload type P. validate makes the
 // checks of P's fields that need no state, in the order Decide makes them,
 // and returns the payload normalised (trimmed, defaulted) as Decide records

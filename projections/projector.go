@@ -170,11 +170,23 @@ func (p *Projector) seekToCheckpoints(ctx context.Context, assigned map[string]m
 }
 
 func (p *Projector) checkpoints(ctx context.Context, ids []int32) (map[int32]int64, error) {
+	return projectionCheckpoints(ctx, p.cfg.Pool, p.cfg.Name, ids)
+}
+
+// Checkpoints are the next offsets of the projection, per partition it has
+// applied records of: its position, for lag.
+func Checkpoints(ctx context.Context, pool *pgxpool.Pool, projection string) (map[int32]int64, error) {
+	return projectionCheckpoints(ctx, pool, projection, nil)
+}
+
+// projectionCheckpoints reads the projection's checkpoints of the partitions ids,
+// or of every partition when ids is nil.
+func projectionCheckpoints(ctx context.Context, pool *pgxpool.Pool, projection string, ids []int32) (map[int32]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rows, err := p.cfg.Pool.Query(ctx,
-		`SELECT partition, next_offset FROM projection_checkpoints WHERE projection = $1 AND partition = ANY($2)`,
-		p.cfg.Name, ids)
+	rows, err := pool.Query(ctx,
+		`SELECT partition, next_offset FROM projection_checkpoints WHERE projection = $1 AND ($2::int[] IS NULL OR partition = ANY($2))`,
+		projection, ids)
 	if err != nil {
 		return nil, err
 	}

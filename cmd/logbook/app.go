@@ -18,7 +18,6 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/logbook-dev/logbook/internal/httpapi"
 	"github.com/logbook-dev/logbook/internal/kafka"
 	"github.com/logbook-dev/logbook/internal/keyring"
+	"github.com/logbook-dev/logbook/internal/metrics"
 	"github.com/logbook-dev/logbook/internal/pg"
 	"github.com/logbook-dev/logbook/internal/signing"
 	"github.com/logbook-dev/logbook/producers"
@@ -51,6 +51,7 @@ type Main struct {
 // Open connects to Postgres, migrates, bootstraps the admin key, creates the
 // topics and binds the HTTP listener.
 func (m *Main) Open(ctx context.Context) error {
+	m.openMetrics()
 	c := m.Config
 	if err := c.validateRoles(); err != nil {
 		return err
@@ -114,8 +115,6 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("http: %w", err)
 		}
 	}
-	m.reg = prometheus.NewRegistry()
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.health = newHealth(c.Kafka, m.pool, m.Log)
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "logbook_degradation_level",
@@ -167,12 +166,13 @@ func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
 
 	if c.hasRole("decider") {
-		d, err := decider.New(decider.Config{Kafka: c.Kafka, Logger: m.Log, Verifier: c.Verifier})
+		dm := newDeciderMetrics(m.reg)
+		d, err := decider.New(decider.Config{Kafka: c.Kafka, Logger: m.Log, Verifier: c.Verifier, Observe: dm.observe})
 		if err != nil {
 			return err
 		}
 		defer d.Close()
-		m.reg.MustRegister(deciderCollector{d})
+		dm.d = d
 		m.health.restores = d.Restores
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "logbook_decider_restores_stuck",
@@ -190,6 +190,7 @@ func (m *Main) Run(ctx context.Context) error {
 		goRun("agent", w.Run)
 	}
 	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
+	goRun("lag metrics", m.runLag)
 	if m.ring != nil {
 		goRun("keyring", func(ctx context.Context) error {
 			rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
@@ -205,13 +206,15 @@ func (m *Main) Run(ctx context.Context) error {
 	// a second of its revocation reaching the keys read model.
 	goRun("keys", func(ctx context.Context) error { m.keys.Refresh(ctx, time.Second); return nil })
 	if c.hasRole("projector") {
+		pm := newProjectorMetrics(m.reg)
 		for _, spec := range projections.Projections(c.Kafka.Topics(), m.ring) {
 			p, err := projections.NewProjector(projections.ProjectorConfig{Kafka: c.Kafka, Name: spec.Name,
-				Topic: spec.Topic, Pool: m.pool, Apply: spec.Apply, Logger: m.Log})
+				Topic: spec.Topic, Pool: m.pool, Apply: pm.wrap(spec.Name, spec.Apply), Logger: m.Log})
 			if err != nil {
 				return err
 			}
 			defer p.Close()
+			setAsideMetric(m.reg, spec.Name, p)
 			goRun("projector "+spec.Name, p.Run)
 		}
 	}
@@ -301,6 +304,21 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	if addr := c.MetricsAddr; addr != "" {
+		// Every role's health and metrics, for processes without the API
+		// (and beside it, for a scraper kept off the API port).
+		ops := chi.NewRouter()
+		ops.Use(middleware.Recoverer)
+		m.opsRoutes(ops)
+		srv := &http.Server{Addr: addr, Handler: ops, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		goRun("metrics", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); _ = srv.Close() }()
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	if addr := env("LOGBOOK_DEBUG_ADDR", ""); addr != "" {
 		// Profiles for operators, on a separate (loopback) listener: never
 		// on the API port.
@@ -334,23 +352,8 @@ func (m *Main) Close() {
 
 func (m *Main) router(api *producers.API, queries *projections.Queries, throttle *auth.Throttle, access auth.AccessSink) http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, m.recoverer)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		httpapi.WriteJSON(w, 200, map[string]string{"status": "ok"})
-	})
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if l := m.health.level(); l == levelEmergency {
-			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable(httpapi.CodeEmergency, "neither the log nor Postgres is reachable", 5))
-			return
-		}
-		httpapi.WriteJSON(w, 200, map[string]string{"status": "ready"})
-	})
-	r.Get("/v1/status", func(w http.ResponseWriter, _ *http.Request) { httpapi.WriteJSON(w, 200, m.health.status()) })
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(schemas.OpenAPI())
-	})
+	r.Use(metrics.NewHTTP(m.reg).Middleware, middleware.RequestID, m.recoverer)
+	m.opsRoutes(r)
 	r.Group(func(r chi.Router) {
 		// The throttle goes first: a refused source never reaches the key lookup.
 		r.Use(throttle.Middleware(m.Log), auth.AccessAudit(access, nil), m.keys.Middleware(m.Log))
@@ -376,6 +379,27 @@ func (m *Main) router(api *producers.API, queries *projections.Queries, throttle
 		httpapi.WriteError(w, req, m.Log, httpapi.Problemf(httpapi.CodeMethodNotAllowed, "", httpapi.Truncate(req.Method)+" is not allowed here"))
 	})
 	return r
+}
+
+// opsRoutes are what operators and orchestrators read, unauthenticated:
+// liveness, readiness, status and metrics.
+func (m *Main) opsRoutes(r chi.Router) {
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		httpapi.WriteJSON(w, 200, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if l := m.health.level(); l == levelEmergency {
+			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable(httpapi.CodeEmergency, "neither the log nor Postgres is reachable", 5))
+			return
+		}
+		httpapi.WriteJSON(w, 200, map[string]string{"status": "ready"})
+	})
+	r.Get("/v1/status", func(w http.ResponseWriter, _ *http.Request) { httpapi.WriteJSON(w, 200, m.health.status()) })
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(schemas.OpenAPI())
+	})
 }
 
 // recoverer turns a panic into a logged 500 problem instead of a dropped
@@ -557,31 +581,4 @@ func (h *health) status() map[string]any {
 	}
 	s["ai"] = h.aiStatus()
 	return s
-}
-
-// deciderCollector exposes the decider's counters.
-type deciderCollector struct{ d *decider.Decider }
-
-var deciderDescs = map[string]*prometheus.Desc{
-	"commands":     prometheus.NewDesc("logbook_decider_commands_total", "Commands decided.", nil, nil),
-	"accepted":     prometheus.NewDesc("logbook_decider_accepted_total", "Commands accepted.", nil, nil),
-	"rejected":     prometheus.NewDesc("logbook_decider_rejected_total", "Commands rejected.", nil, nil),
-	"duplicates":   prometheus.NewDesc("logbook_decider_duplicates_total", "Redelivered commands answered from the idempotency window.", nil, nil),
-	"events":       prometheus.NewDesc("logbook_decider_events_total", "Events written.", nil, nil),
-	"transactions": prometheus.NewDesc("logbook_decider_transactions_total", "Kafka transactions committed.", nil, nil),
-	"aborts":       prometheus.NewDesc("logbook_decider_aborts_total", "Transactions aborted or failed.", nil, nil),
-}
-
-func (c deciderCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range deciderDescs {
-		ch <- d
-	}
-}
-
-func (c deciderCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.d.Snapshot()
-	for k, v := range map[string]int64{"commands": s.Commands, "accepted": s.Accepted, "rejected": s.Rejected,
-		"duplicates": s.Duplicates, "events": s.Events, "transactions": s.Transactions, "aborts": s.Aborts} {
-		ch <- prometheus.MustNewConstMetric(deciderDescs[k], prometheus.CounterValue, float64(v))
-	}
 }

@@ -24,6 +24,10 @@ type Config struct {
 	Kafka       kafka.Config
 	DatabaseURL string
 	HTTPAddr    string
+	// MetricsAddr, when set, serves /metrics, /healthz, /readyz and
+	// /v1/status on a listener of its own, whatever the roles: the way to
+	// watch a process without the api role.
+	MetricsAddr string
 	AdminKey    auth.Secret
 	Roles       []string
 	LogLevel    slog.Level
@@ -138,6 +142,7 @@ func baseConfig() (Config, error) {
 	c := Config{
 		DatabaseURL: env("LOGBOOK_DATABASE_URL", ""),
 		HTTPAddr:    env("LOGBOOK_HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr: env("LOGBOOK_METRICS_ADDR", ""),
 		AdminKey:    auth.Secret(env("LOGBOOK_ADMIN_KEY", "")),
 		Roles:       splitList(env("LOGBOOK_ROLES", "api,decider,projector,agent")),
 

@@ -52,6 +52,24 @@ type Config struct {
 	// someone. nil accepts unsigned commands (tests of other concerns
 	// only: logbook always verifies).
 	Verifier *signing.Verifier
+	// Observe, when set, is told what each committed transaction did
+	// (metrics). It runs on the decider's loop: it must be quick.
+	Observe func(Transaction)
+}
+
+// Transaction is what one committed transaction did.
+type Transaction struct {
+	Duration time.Duration // from Begin to the commit's answer
+	Commands int
+	Outcomes map[Outcome]int // commands answered from the window count too
+}
+
+// Outcome classes a decided command. Type is "other" for a type the
+// decider does not know, so a hostile writer cannot grow a metric's labels.
+type Outcome struct {
+	Type   string
+	Status string
+	Code   domain.Code
 }
 
 func (c *Config) validate() error {
@@ -231,6 +249,7 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 	// Begin first: any failure before End must end in TryAbort, the only
 	// call that rewinds the session to the committed offsets. Returning
 	// without it would let the next poll skip these records.
+	began := time.Now()
 	if err := d.sess.Begin(); err != nil {
 		return false, fmt.Errorf("begin: %w", err)
 	}
@@ -254,6 +273,9 @@ func (d *Decider) process(ctx context.Context, fetches kgo.Fetches) (bool, error
 	}
 	d.adopt(fetches, parts, b)
 	d.stats.add(st)
+	if d.cfg.Observe != nil {
+		d.cfg.Observe(Transaction{Duration: time.Since(began), Commands: int(st.Commands), Outcomes: b.outcomes})
+	}
 	return true, nil
 }
 
@@ -322,6 +344,9 @@ func (d *Decider) decideAll(fetches kgo.Fetches, parts map[int32]*partitionState
 			st.Accepted++
 		} else {
 			st.Rejected++
+		}
+		if d.cfg.Observe != nil {
+			b.count(res)
 		}
 		val, merr := json.Marshal(res)
 		if merr != nil {

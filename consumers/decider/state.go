@@ -263,6 +263,19 @@ type batch struct {
 	// evicted are the command ids each workspace's window let go, whose
 	// records get a tombstone.
 	evicted map[string][]string
+	// outcomes count the batch's results by class, for Config.Observe.
+	outcomes map[Outcome]int
+}
+
+func (b *batch) count(res *schemas.Result) {
+	if b.outcomes == nil {
+		b.outcomes = map[Outcome]int{}
+	}
+	typ := res.CommandType
+	if !domain.KnownCommandType(typ) {
+		typ = "other"
+	}
+	b.outcomes[Outcome{Type: typ, Status: res.Status, Code: res.Code}]++
 }
 
 func newBatch() *batch {

@@ -29,6 +29,9 @@ type Config struct {
 	// SASL authenticates to the brokers with SCRAM-SHA-512 when its User
 	// is set; otherwise the connection is unauthenticated.
 	SASL SASL
+	// Hooks, when set, gives each new client its hooks (metrics: each
+	// client needs its own, since kprom registers per client).
+	Hooks func() []kgo.Hook
 }
 
 // SASL holds the SCRAM-SHA-512 credentials of one principal.
@@ -92,6 +95,9 @@ func (c Config) Opts() []kgo.Opt {
 	}
 	if c.SASL.User != "" {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsSha512Mechanism()))
+	}
+	if c.Hooks != nil {
+		opts = append(opts, kgo.WithHooks(c.Hooks()...))
 	}
 	return opts
 }
