@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -82,18 +83,19 @@ func aiConfig() (AIConfig, error) {
 // newAgent builds the agent role's worker.
 func (m *Main) newAgent() (*agent.Worker, error) {
 	c := m.Config.AI
+	pm := newProviderMetrics(m.reg)
 	var primary agent.Provider
 	if c.Provider == providerOpenAI {
 		p, err := agent.NewOpenAI(agent.OpenAIConfig{APIKey: c.APIKey, BaseURL: c.BaseURL, Timeout: c.Agent.CallTimeout})
 		if err != nil {
 			return nil, err
 		}
-		primary = p
+		primary = pm.wrap(p)
 	}
 	host, _ := os.Hostname()
 	return agent.New(c.Agent, agent.Deps{
 		Kafka: m.Config.Kafka, Store: agentStore{projections.NewAgentWork(m.pool)},
-		Primary: primary, Local: agent.Local{}, Logger: m.Log,
+		Primary: primary, Local: pm.wrap(agent.Local{}), Logger: m.Log,
 		Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Fields: m.ring, Signer: m.Config.Signer,
 	})
 }
@@ -122,11 +124,16 @@ var (
 		"Assignments left assigned for their workspace's turn, its share of calls already waiting.", nil, nil)
 	agentWaitingTurnDesc = prometheus.NewDesc("logbook_agent_workspaces_waiting_turn",
 		"Workspaces with tasks left for their turn.", nil, nil)
+	agentOverBudgetDesc = prometheus.NewDesc("logbook_ai_left_over_budget_total",
+		"Assignments left unanswered: their workspace spent its daily token budget.", nil, nil)
+	agentOverRateDesc = prometheus.NewDesc("logbook_ai_left_over_rate_total",
+		"Assignments left for later: their workspace is over its requests-per-minute limit.", nil, nil)
 )
 
 func (agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{agentProviderStateDesc, agentProviderTransitionsDesc, agentCallsDesc,
-		agentCallLimitDesc, agentCallsWaitingDesc, agentPartitionsDesc, agentPausedDesc, agentHeldDesc, agentShelvedDesc, agentWaitingTurnDesc} {
+		agentCallLimitDesc, agentCallsWaitingDesc, agentPartitionsDesc, agentPausedDesc, agentHeldDesc, agentShelvedDesc, agentWaitingTurnDesc,
+		agentOverBudgetDesc, agentOverRateDesc} {
 		ch <- d
 	}
 }
@@ -145,6 +152,62 @@ func (a agentCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(agentHeldDesc, prometheus.GaugeValue, float64(s.Fetch.HeldEvents))
 	ch <- prometheus.MustNewConstMetric(agentShelvedDesc, prometheus.CounterValue, float64(s.LeftForTurn))
 	ch <- prometheus.MustNewConstMetric(agentWaitingTurnDesc, prometheus.GaugeValue, float64(s.WaitingTurn))
+	ch <- prometheus.MustNewConstMetric(agentOverBudgetDesc, prometheus.CounterValue, float64(s.LeftOverBudget))
+	ch <- prometheus.MustNewConstMetric(agentOverRateDesc, prometheus.CounterValue, float64(s.LeftOverRate))
+}
+
+// providerMetrics measure every call that reaches a provider (a breaker's
+// refusal never does), by wrapping it.
+type providerMetrics struct {
+	calls   *prometheus.CounterVec
+	tokens  *prometheus.CounterVec
+	seconds *prometheus.HistogramVec
+}
+
+func newProviderMetrics(reg prometheus.Registerer) *providerMetrics {
+	pm := &providerMetrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logbook_ai_provider_calls_total",
+			Help: "Calls that reached an AI provider, by provider and result (ok, or the failure's class).",
+		}, []string{"provider", "result"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logbook_ai_tokens_total",
+			Help: "Tokens the providers reported, by provider and kind (prompt, completion).",
+		}, []string{"provider", "kind"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "logbook_ai_provider_call_seconds",
+			Help:    "Time a provider call took, failures included, by provider.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"provider"}),
+	}
+	reg.MustRegister(pm.calls, pm.tokens, pm.seconds)
+	return pm
+}
+
+func (pm *providerMetrics) wrap(p agent.Provider) agent.Provider { return measuredProvider{p, pm} }
+
+type measuredProvider struct {
+	agent.Provider
+	pm *providerMetrics
+}
+
+func (mp measuredProvider) Complete(ctx context.Context, r agent.Request) (agent.Response, error) {
+	start := time.Now()
+	resp, err := mp.Provider.Complete(ctx, r)
+	name := mp.Name()
+	mp.pm.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	result := "ok"
+	if pe, ok := errors.AsType[*agent.ProviderError](err); ok {
+		result = string(pe.Class)
+	} else if err != nil {
+		result = "error"
+	}
+	mp.pm.calls.WithLabelValues(name, result).Inc()
+	if err == nil {
+		mp.pm.tokens.WithLabelValues(name, "prompt").Add(float64(resp.Usage.PromptTokens))
+		mp.pm.tokens.WithLabelValues(name, "completion").Add(float64(resp.Usage.CompletionTokens))
+	}
+	return resp, err
 }
 
 // agentStore adapts the read models to the worker's Store.
