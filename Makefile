@@ -4,7 +4,7 @@ DATA    ?= .logbook
 HTTP    ?= 127.0.0.1:8080
 PKGS    := ./...
 
-.PHONY: run test test-kafka test-short bench lint ci build tools
+.PHONY: run test test-kafka test-short bench lint alerts ci build tools
 
 ## run: the whole system in one process (embedded Kafka-protocol broker and Postgres)
 run: tools
@@ -45,8 +45,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+## alerts: the Prometheus alert rules checked and unit-tested (promtool, from Debian's prometheus package)
+alerts:
+	promtool=$$(bash deploy/local/promtool.sh) && $$promtool check rules deploy/prometheus/alerts.yml && cd deploy/prometheus && $$promtool test rules alerts_test.yml
+
 ## ci: what .ci/run calls after installing dependencies
-ci: lint test
+ci: lint alerts test
 
 build:
 	$(GO) build -o bin/logbook ./cmd/logbook
