@@ -158,16 +158,18 @@ func TestMetricsMoveUnderLoadWithAnAIOutage(t *testing.T) {
 		t.Errorf("decider group members: %v, want 1", n)
 	}
 
-	// The alert rules only use metrics that exist.
-	rules, err := os.ReadFile("../../deploy/prometheus/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Created on their first occurrence (a connection error).
-	lazy := map[string]bool{"logbook_kafka_connect_errors_total": true}
-	for _, name := range regexp.MustCompile(`\blogbook_[a-z_]+`).FindAllString(string(rules), -1) {
-		if !lazy[name] && !during.has(name) {
-			t.Errorf("alerts.yml uses %s, which /metrics does not show", name)
+	// The alert rules and the dashboard only use metrics that exist.
+	for _, file := range []string{"../../deploy/prometheus/alerts.yml", "../../deploy/grafana/logbook.json"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Created on their first occurrence (a connection error).
+		lazy := map[string]bool{"logbook_kafka_connect_errors_total": true}
+		for _, name := range regexp.MustCompile(`\blogbook_[a-z_]+`).FindAllString(string(b), -1) {
+			if !lazy[name] && !during.has(name) {
+				t.Errorf("%s uses %s, which /metrics does not show", file, name)
+			}
 		}
 	}
 
