@@ -45,7 +45,7 @@ const (
 
 // carried are tables of the read-model schema not built from the log (what
 // agent workers last reported): a switch copies their rows across.
-var carried = []string{"agent_status"}
+var carried = []string{"agent_status", "instances"}
 
 // RebuildConfig configures a blue-green rebuild of the read models.
 type RebuildConfig struct {

@@ -43,15 +43,20 @@ type Main struct {
 	pool     *pgxpool.Pool
 	keys     *auth.Keys
 	listener net.Listener
+	opsLn    net.Listener // LOGBOOK_METRICS_ADDR
 	health   *health
 	reg      *prometheus.Registry
 	ring     *keyring.Ring // the workspaces' data keys
+	self     projections.Instance
 }
 
 // Open connects to Postgres, migrates, bootstraps the admin key, creates the
 // topics and binds the HTTP listener.
 func (m *Main) Open(ctx context.Context) error {
 	m.openMetrics()
+	m.self = newInstance(m.Config.Roles)
+	// Group members are matched to registry rows by their client id.
+	m.Config.Kafka.ClientID = m.self.KafkaClientID
 	c := m.Config
 	if err := c.validateRoles(); err != nil {
 		return err
@@ -115,6 +120,11 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("http: %w", err)
 		}
 	}
+	if c.MetricsAddr != "" {
+		if m.opsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			return fmt.Errorf("LOGBOOK_METRICS_ADDR: %w", err)
+		}
+	}
 	m.health = newHealth(c.Kafka, m.pool, m.Log)
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "logbook_degradation_level",
@@ -145,6 +155,14 @@ func (m *Main) URL() string {
 		return ""
 	}
 	return "http://" + m.listener.Addr().String()
+}
+
+// MetricsURL is the base URL of the LOGBOOK_METRICS_ADDR listener.
+func (m *Main) MetricsURL() string {
+	if m.opsLn == nil {
+		return ""
+	}
+	return "http://" + m.opsLn.Addr().String()
 }
 
 // Run runs the chosen roles until ctx ends or one fails.
@@ -190,7 +208,20 @@ func (m *Main) Run(ctx context.Context) error {
 		goRun("agent", w.Run)
 	}
 	goRun("health", func(ctx context.Context) error { m.health.run(ctx); return nil })
-	goRun("lag metrics", m.runLag)
+	lag, adm, closeLag, err := m.newLag()
+	if err != nil {
+		return err
+	}
+	defer closeLag()
+	goRun("lag metrics", func(ctx context.Context) error { lag.Run(ctx, 10*time.Second); return nil })
+	reg := &registry{self: m.self, table: projections.NewRegistry(m.pool), adm: adm, lag: lag, log: m.Log,
+		groups: m.groups(), level: func() string { return string(m.health.level()) }}
+	reg.self.HTTPAddr = m.URL()
+	if reg.self.HTTPAddr == "" {
+		reg.self.HTTPAddr = m.MetricsURL()
+	}
+	m.health.instances = reg.instances
+	goRun("registry", func(ctx context.Context) error { reg.run(ctx); return nil })
 	if m.ring != nil {
 		goRun("keyring", func(ctx context.Context) error {
 			rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
@@ -304,16 +335,16 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	if addr := c.MetricsAddr; addr != "" {
+	if m.opsLn != nil {
 		// Every role's health and metrics, for processes without the API
 		// (and beside it, for a scraper kept off the API port).
 		ops := chi.NewRouter()
 		ops.Use(middleware.Recoverer)
 		m.opsRoutes(ops)
-		srv := &http.Server{Addr: addr, Handler: ops, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		srv := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 		goRun("metrics", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); _ = srv.Close() }()
-			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(m.opsLn); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -341,6 +372,9 @@ func (m *Main) Run(ctx context.Context) error {
 func (m *Main) Close() {
 	if m.listener != nil {
 		m.listener.Close()
+	}
+	if m.opsLn != nil {
+		m.opsLn.Close()
 	}
 	if m.pool != nil {
 		m.pool.Close()
@@ -463,6 +497,7 @@ type health struct {
 	ai            atomic.Pointer[aiHealth]
 	aiSeen        atomic.Bool       // an agent worker has reported since start
 	agentLag      *kafka.LagMonitor // nil unless the api role runs
+	instances     func() []instanceStatus
 }
 
 // restoreLimit is how long a decider state restore may run before it
@@ -580,5 +615,10 @@ func (h *health) status() map[string]any {
 		s["decider"] = map[string]any{"lag": lag, "drain_per_second": drain, "fresh": fresh}
 	}
 	s["ai"] = h.aiStatus()
+	if h.instances != nil {
+		if l := h.instances(); l != nil {
+			s["instances"] = l
+		}
+	}
 	return s
 }

@@ -111,6 +111,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "kafka: %s\n", strings.Join(cfg.Kafka.Brokers, ","))
 	fmt.Fprintf(stdout, "http: %s\n", m.URL())
+	if u := m.MetricsURL(); u != "" {
+		fmt.Fprintf(stdout, "metrics: %s\n", u)
+	}
 	fmt.Fprintf(stdout, "data: %s\n", abs)
 	fmt.Fprintln(stdout, "ready")
 	err = m.Run(ctx)

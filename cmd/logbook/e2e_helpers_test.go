@@ -45,14 +45,16 @@ func TestMain(m *testing.M) {
 
 // proc is a running logbook process.
 type proc struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	URL    string
-	Key    string
-	Kafka  string
-	stderr *lockedBuffer
-	done   chan struct{}
-	err    error
+	t   testing.TB
+	cmd *exec.Cmd
+	URL string
+	// Metrics is the LOGBOOK_METRICS_ADDR listener's base URL, if set.
+	Metrics string
+	Key     string
+	Kafka   string
+	stderr  *lockedBuffer
+	done    chan struct{}
+	err     error
 }
 
 type lockedBuffer struct {
@@ -96,6 +98,8 @@ func start(t testing.TB, env []string, args ...string) *proc {
 			switch {
 			case strings.HasPrefix(line, "http: "):
 				p.URL = strings.TrimPrefix(line, "http: ")
+			case strings.HasPrefix(line, "metrics: "):
+				p.Metrics = strings.TrimPrefix(line, "metrics: ")
 			case strings.HasPrefix(line, "kafka: "):
 				p.Kafka = strings.TrimPrefix(line, "kafka: ")
 			case strings.HasPrefix(line, "admin key (shown once, keep it): "):

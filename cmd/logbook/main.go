@@ -21,6 +21,8 @@ Usage:
                [--format json|csv] [--raw] [--decrypt] [--quiet]
                                                  events on stdout (JSON lines, or CSV), payloads upcast to
                                                  their current version unless --raw; progress on stderr
+  logbook status [--url URL] [--json]            the level and every running instance of every role: version,
+                                                 uptime, partitions owned and their lag (GET /v1/status)
   logbook audit verify [--workspace ID]          check the hash chains in the log; non-zero exit on a break
   logbook audit export --workspace ID [--out FILE] [--url URL] [--key KEY]
                                                  a workspace's event trail as an export file (JSON lines), over HTTP
@@ -114,6 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDLQ(ctx, args[1:], stdout, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = runStatus(ctx, args[1:], stdout, stderr)
 	case "projections":
 		err = runProjections(ctx, args[1:], stdout, stderr)
 	case "log":

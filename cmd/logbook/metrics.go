@@ -50,20 +50,19 @@ func (m *Main) lagSources() []metrics.LagSource {
 	return out
 }
 
-// runLag measures the consumers' lag every 10 seconds for the metrics.
-func (m *Main) runLag(ctx context.Context) error {
+// newLag is the lag measure of every consumer, on a client of its own.
+func (m *Main) newLag() (*metrics.Lag, *kadm.Client, func(), error) {
 	cl, err := kgo.NewClient(m.Config.Kafka.Opts()...)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer cl.Close()
-	lag := metrics.NewLag(kadm.NewClient(cl), m.Log, m.lagSources()...)
+	adm := kadm.NewClient(cl)
+	lag := metrics.NewLag(adm, m.Log, m.lagSources()...)
 	if err := m.reg.Register(lag); err != nil {
-		return err
+		cl.Close()
+		return nil, nil, nil, err
 	}
-	defer m.reg.Unregister(lag)
-	lag.Run(ctx, 10*time.Second)
-	return nil
+	return lag, adm, func() { m.reg.Unregister(lag); cl.Close() }, nil
 }
 
 // deciderMetrics are the decider's counters and what each committed
@@ -183,4 +182,13 @@ func setAsideMetric(reg prometheus.Registerer, name string, p *projections.Proje
 		Help:        "Records the projection could not apply and sent to the dead-letter topic (logbook dlq list).",
 		ConstLabels: prometheus.Labels{"projection": name},
 	}, func() float64 { return float64(p.SetAside()) }))
+}
+
+// groups are the consumer groups of every role.
+func (m *Main) groups() []string {
+	out := []string{decider.DefaultGroup, m.Config.AI.Agent.Group}
+	for _, spec := range projections.Projections(m.Config.Kafka.Topics(), nil) {
+		out = append(out, "logbook-projection-"+spec.Name)
+	}
+	return out
 }

@@ -30,6 +30,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if u := m.URL(); u != "" {
 		fmt.Fprintf(stdout, "http: %s\n", u)
 	}
+	if u := m.MetricsURL(); u != "" {
+		fmt.Fprintf(stdout, "metrics: %s\n", u)
+	}
 	fmt.Fprintf(stdout, "roles: %s\n", strings.Join(cfg.Roles, ","))
 	fmt.Fprintln(stdout, "ready")
 	return m.Run(ctx)

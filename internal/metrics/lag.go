@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -166,19 +167,17 @@ func (l *Lag) positions(ctx context.Context, s LagSource) (map[int32]int64, erro
 	return out, nil
 }
 
-// Total is the last measured lag of group on topic, summed over partitions.
-func (l *Lag) Total(group, topic string) (int64, bool) {
+// Of is the last measured lag of group on the partitions parts, summed.
+func (l *Lag) Of(group string, parts []int32) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var sum int64
-	found := false
 	for _, r := range l.rows {
-		if r.group == group && r.topic == topic {
+		if r.group == group && slices.Contains(parts, r.partition) {
 			sum += r.lag
-			found = true
 		}
 	}
-	return sum, found
+	return sum
 }
 
 // Describe implements prometheus.Collector.
