@@ -40,6 +40,11 @@ test-short:
 bench: tools
 	bash deploy/bench.sh
 
+## soak: a steady load for SOAK_DURATION (default 30m); RSS, heap and goroutines over time and their slope, into docs/BENCHMARKS.md
+.PHONY: soak
+soak: tools
+	bash deploy/soak.sh
+
 ## lint: formatting and vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

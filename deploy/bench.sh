@@ -116,6 +116,9 @@ metric() { grep -E "^$1" "$2" | tr -s ' \t' '\n' | grep -B1 -x "$3" | head -1; }
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 mem=$(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')
 
+# The soak's section (make soak) is kept as it is.
+soak=$(sed -n '/<!-- soak:begin -->/,/<!-- soak:end -->/p' "$out" 2>/dev/null || true)
+
 {
 cat <<MD
 # Benchmarks
@@ -245,6 +248,7 @@ heap per remembered command)
 $micro
 \`\`\`
 MD
+[ -z "$soak" ] || printf '\n%s\n' "$soak"
 } >"$out"
 echo "wrote $out"
 cat "$out"
