@@ -19,7 +19,7 @@ import (
 // apiFlags binds --url and --key, the address and API key of a running
 // logbook, for CLI tools that talk to its HTTP API.
 func apiFlags(fs *flag.FlagSet) (base, key *string) {
-	base = fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL (env LOGBOOK_URL)")
+	base = fs.String("url", settingValue("LOGBOOK_URL"), "logbook base URL (env LOGBOOK_URL)")
 	key = fs.String("key", env("LOGBOOK_API_KEY", ""), "API key (env LOGBOOK_API_KEY)")
 	return base, key
 }

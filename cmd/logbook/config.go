@@ -141,10 +141,10 @@ func env(name, def string) string {
 func baseConfig() (Config, error) {
 	c := Config{
 		DatabaseURL: env("LOGBOOK_DATABASE_URL", ""),
-		HTTPAddr:    env("LOGBOOK_HTTP_ADDR", "127.0.0.1:8080"),
+		HTTPAddr:    settingValue("LOGBOOK_HTTP_ADDR"),
 		MetricsAddr: env("LOGBOOK_METRICS_ADDR", ""),
 		AdminKey:    auth.Secret(env("LOGBOOK_ADMIN_KEY", "")),
-		Roles:       splitList(env("LOGBOOK_ROLES", "api,decider,projector,agent")),
+		Roles:       splitList(settingValue("LOGBOOK_ROLES")),
 
 		AuthFailuresPerMinute: auth.DefaultFailuresPerMinute,
 	}
@@ -156,7 +156,7 @@ func baseConfig() (Config, error) {
 	if c.Kafka.SASL, err = kafkaCredentials(); err != nil {
 		return c, err
 	}
-	c.Kafka.Prefix = env("LOGBOOK_TOPIC_PREFIX", "logbook.")
+	c.Kafka.Prefix = settingValue("LOGBOOK_TOPIC_PREFIX")
 	if p := env("LOGBOOK_PARTITIONS", ""); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 1000 {
@@ -195,7 +195,7 @@ func baseConfig() (Config, error) {
 	if c.AI, err = aiConfig(); err != nil {
 		return c, err
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(env("LOGBOOK_LOG_LEVEL", "info"))); err != nil {
+	if err := c.LogLevel.UnmarshalText([]byte(settingValue("LOGBOOK_LOG_LEVEL"))); err != nil {
 		return c, fmt.Errorf("LOGBOOK_LOG_LEVEL: %w", err)
 	}
 	return c, nil

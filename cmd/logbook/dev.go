@@ -35,7 +35,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	fs := newFlags("dev", stderr)
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "data directory; survives restarts")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "data directory; survives restarts")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address")
 	roles := fs.String("roles", "api,decider,projector,agent", "roles to run; leave out agent to run AI agents in another process")
 	if err := fs.Parse(args); err != nil {
@@ -258,7 +258,7 @@ func lockDown(dir string) error {
 // devSyncWrites reads LOGBOOK_DEV_SYNC_WRITES: whether the embedded broker
 // fsyncs every batch before it acknowledges it.
 func devSyncWrites() (bool, error) {
-	v := env("LOGBOOK_DEV_SYNC_WRITES", "false")
+	v := settingValue("LOGBOOK_DEV_SYNC_WRITES")
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		return false, fmt.Errorf("LOGBOOK_DEV_SYNC_WRITES must be true or false, got %q", v)

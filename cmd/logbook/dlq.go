@@ -59,7 +59,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fs := newFlags("dlq "+args[0], stderr)
 	ws := fs.String("workspace", "", "only this workspace")
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the database")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the database")
 	asJSON := fs.Bool("json", false, "JSON lines instead of a table")
 	limit := fs.Int("limit", 1000, "list at most this many records")
 	if err := fs.Parse(args[1:]); err != nil {

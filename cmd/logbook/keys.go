@@ -138,7 +138,7 @@ func runKeysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	fs := newFlags("keys rewrap", stderr)
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker and the master key")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the broker and the master key")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fs := newFlags("loadgen", stderr)
-	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL")
+	base := fs.String("url", settingValue("LOGBOOK_URL"), "logbook base URL")
 	key := fs.String("key", env("LOGBOOK_API_KEY", ""), "API key (writer or admin)")
 	nWS := fs.Int("workspaces", 50, "workspaces to create and spread the load over")
 	total := fs.Int("commands", 10000, "stop after sending this many commands (0: no bound, then --duration is required)")
@@ -54,7 +54,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	check := fs.Bool("check", true, "follow every acknowledged command to its outcome in the log and compare the read models; needs the broker")
 	checkWait := fs.Duration("check-wait", 2*time.Minute, "how long outcomes and projections may lag before the check counts them missing")
 	progress := fs.Bool("progress", true, "a progress line a second on stderr")
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker (for --check and lag)")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the broker (for --check and lag)")
 	remote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address (your own deployment)")
 	reuse := fs.String("reuse", "", "drive the workspaces of a past run (its --report FILE.json) instead of creating --workspaces new ones")
 	if err := fs.Parse(args); err != nil {
@@ -167,11 +167,11 @@ func runLoadgenCheck(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	fs := newFlags("loadgen check", stderr)
-	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL")
+	base := fs.String("url", settingValue("LOGBOOK_URL"), "logbook base URL")
 	key := fs.String("key", env("LOGBOOK_API_KEY", ""), "API key that reads the run's workspaces")
 	path := fs.String("report", "", "the JSON report of the run (loadgen --report)")
 	wait := fs.Duration("check-wait", 2*time.Minute, "how long outcomes and projections may lag before the check counts them missing")
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the broker")
 	remote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address")
 	asJSON := fs.Bool("json", false, "print the finding as one JSON object")
 	if err := fs.Parse(args); err != nil {

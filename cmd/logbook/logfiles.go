@@ -22,7 +22,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fs := newFlags("log "+args[0], stderr)
 	dir := fs.String("dir", "", "the export directory (export: must not exist or be empty)")
-	data := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	data := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the broker")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

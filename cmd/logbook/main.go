@@ -53,20 +53,8 @@ Usage:
   logbook loadgen check --report FILE.json --key KEY
                                                  check a past run again against the log and read models as they are now
   logbook loadgen bare [--http ADDR]             a bare chi JSON handler shaped like the API: the ceiling to compare with
-
-Environment: LOGBOOK_KAFKA_BROKERS, LOGBOOK_DATABASE_URL, LOGBOOK_HTTP_ADDR,
-LOGBOOK_ADMIN_KEY, LOGBOOK_TOPIC_PREFIX, LOGBOOK_PARTITIONS, LOGBOOK_LOG_LEVEL,
-LOGBOOK_DATA, LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY (master keys,
-"id:hex" lines, the first current; required by the api and agent roles; dev
-makes DIR/master.key), LOGBOOK_SIGNING_KEY_FILE or LOGBOOK_SIGNING_KEY (the
-api and agent roles sign every command; dev makes DIR/signing.key),
-LOGBOOK_SIGNING_PUBLIC_KEYS_FILE or LOGBOOK_SIGNING_PUBLIC_KEYS (the keys
-the decider and audit verify accept; default the signing key's own),
-LOGBOOK_AUTH_FAILURES_PER_MINUTE (failed authentications a
-source address may have in a minute before all its requests get 429 for a
-minute; default 30, 0 turns it off); LOGBOOK_URL and LOGBOOK_API_KEY for the
-tools that call the HTTP API (keys create, audit export, loadgen). Flags
-override the environment.
+  logbook config [--json]                        the effective settings of this environment, secrets redacted, after
+                                                 checking them as serve would; non-zero exit if one is invalid
 `
 
 func main() {
@@ -77,7 +65,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return 2
 	}
 	var err error
@@ -95,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case len(args) >= 2 && args[1] == "export":
 			err = runAuditExport(ctx, args[2:], stdout, stderr)
 		default:
-			fmt.Fprint(stderr, usage)
+			fmt.Fprint(stderr, usageText())
 			return 2
 		}
 	case "keys":
@@ -109,13 +97,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case len(args) >= 2 && args[1] == "rewrap":
 			err = runKeysRewrap(ctx, args[2:], stdout, stderr)
 		default:
-			fmt.Fprint(stderr, usage)
+			fmt.Fprint(stderr, usageText())
 			return 2
 		}
 	case "dlq":
 		err = runDLQ(ctx, args[1:], stdout, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], stdout, stderr)
+	case "config":
+		err = runConfig(args[1:], stdout, stderr)
 	case "status":
 		err = runStatus(ctx, args[1:], stdout, stderr)
 	case "projections":
@@ -124,15 +114,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runLog(ctx, args[1:], stdout, stderr)
 	case "decider":
 		if len(args) < 2 || args[1] != "rebuild-state" {
-			fmt.Fprint(stderr, usage)
+			fmt.Fprint(stderr, usageText())
 			return 2
 		}
 		err = runDeciderRebuildState(ctx, args[2:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "logbook: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "logbook: unknown command %q\n\n%s", args[0], usageText())
 		return 2
 	}
 	if err != nil {
@@ -141,3 +131,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// usageText is the commands, then the settings from their table.
+func usageText() string { return usage + settingsUsage() }

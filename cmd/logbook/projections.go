@@ -26,7 +26,7 @@ func runProjections(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	fs := newFlags("projections "+args[0], stderr)
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the database and broker")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the database and broker")
 	keep := fs.Bool("keep-previous", false, "rebuild: keep the replaced read models in schema "+projections.PreviousSchema)
 	quiet := fs.Bool("quiet", false, "rebuild: no progress on stderr")
 	asJSON := fs.Bool("json", false, "checksum: JSON lines instead of a table")
@@ -117,7 +117,7 @@ func runDeciderRebuildState(ctx context.Context, args []string, stdout, stderr i
 		return err
 	}
 	fs := newFlags("decider rebuild-state", stderr)
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the broker")
 	asJSON := fs.Bool("json", false, "a JSON line per partition")
 	if err := fs.Parse(args); err != nil {
 		return err

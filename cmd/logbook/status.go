@@ -19,7 +19,7 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	base := fs.String("url", env("LOGBOOK_URL", "http://127.0.0.1:8080"), "logbook base URL: the API or a LOGBOOK_METRICS_ADDR (env LOGBOOK_URL)")
+	base := fs.String("url", settingValue("LOGBOOK_URL"), "logbook base URL: the API or a LOGBOOK_METRICS_ADDR (env LOGBOOK_URL)")
 	asJSON := fs.Bool("json", false, "print the status as the API answers it")
 	if err := fs.Parse(args); err != nil {
 		return err

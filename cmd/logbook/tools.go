@@ -54,7 +54,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	format := fs.String("format", "json", "json (one event per line) or csv (a header row, then one row per event, the payload as JSON)")
 	raw := fs.Bool("raw", false, "payloads as written, in their own schema version; by default each is upcast to its type's current version")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the broker")
 	decrypt := fs.Bool("decrypt", false, "show sensitive fields in plaintext, opened with the master key (LOGBOOK_MASTER_KEY_FILE or LOGBOOK_MASTER_KEY, else the data directory's master.key); hashes cover the sealed values")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -184,7 +184,7 @@ func toolMasterKeys(dataDir string) (*fieldcrypt.Local, error) {
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("audit verify", stderr)
 	ws := fs.String("workspace", "", "only this workspace")
-	dir := fs.String("data", env("LOGBOOK_DATA", ".logbook"), "a `logbook dev` data directory to find the broker")
+	dir := fs.String("data", settingValue("LOGBOOK_DATA"), "a `logbook dev` data directory to find the broker")
 	file := fs.String("file", "", "verify this export file offline (no broker, no database) instead of the log")
 	pubFile := fs.String("public-keys", "", "check every event's command signature with these public keys (default: LOGBOOK_SIGNING_PUBLIC_KEYS_FILE or LOGBOOK_SIGNING_PUBLIC_KEYS, the signing key's own, or the data directory's)")
 	err := fs.Parse(args)
