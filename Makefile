@@ -50,9 +50,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## alerts: the Prometheus alert rules checked and unit-tested (promtool, from Debian's prometheus package)
+## alerts: the Prometheus alert rules checked and unit-tested, and the compose scrape config checked (promtool, from Debian's prometheus package)
 alerts:
-	promtool=$$(bash deploy/local/promtool.sh) && $$promtool check rules deploy/prometheus/alerts.yml && cd deploy/prometheus && $$promtool test rules alerts_test.yml
+	promtool=$$(bash deploy/local/promtool.sh) && $$promtool check rules deploy/prometheus/alerts.yml && cd deploy/prometheus && $$promtool test rules alerts_test.yml && \
+		sed 's#/etc/prometheus/alerts.yml#alerts.yml#' prometheus.yml >.check-prometheus.yml && \
+		{ $$promtool check config .check-prometheus.yml; rc=$$?; rm -f .check-prometheus.yml; exit $$rc; }
 
 ## ci: what .ci/run calls after installing dependencies
 ci: lint alerts test
