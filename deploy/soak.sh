@@ -36,7 +36,7 @@ grep -q '^ready$' "$tmp/dev.out" || { cat "$tmp/dev.err" >&2; exit 1; }
 url=$(sed -n 's/^http: //p' "$tmp/dev.out")
 key=$(sed -n 's/^admin key (shown once, keep it): //p' "$tmp/dev.out")
 
-"$tmp/logbook" loadgen --url "$url" --key "$key" --workspaces "$WORKSPACES" --rate "$RATE" --duration "$DURATION" \
+"$tmp/logbook" loadgen --url "$url" --key "$key" --data "$tmp/data" --workspaces "$WORKSPACES" --rate "$RATE" --duration "$DURATION" \
   --concurrency 64 --mix create=60,assign=15,complete=15,cancel=5,rename=5 --progress=false --json >"$tmp/load.json" 2>"$tmp/load.err" &
 lpid=$!
 
@@ -56,6 +56,7 @@ wait "$lpid"
 load_rc=$?
 set -e
 lpid=
+[ "$load_rc" = 0 ] || tail -n 20 "$tmp/load.err" >&2
 
 # Least-squares slope per hour of a column over the samples after the first fifth.
 slope() {
@@ -68,8 +69,8 @@ slope() {
 }
 col() { awk -F, -v c="$1" -v f="$2" 'NR > 1 {v = $c; if (n == 0 || (f == "max" && v > m)) m = v; if (f == "first" && n == 0) m = v; last = v; n++}
   END {print (f == "last" ? last : m)}' "$CSV"; }
-field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d.get(sys.argv[2], ''))" "$tmp/load.json" "$1" 2>/dev/null || true; }
-check=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); c=d.get('check') or {}; print(', '.join(f'{k} {v}' for k, v in c.items() if not isinstance(v, (list, dict))))" "$tmp/load.json" 2>/dev/null || echo "no report")
+field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2], ''); print(round(v, 1) if isinstance(v, float) else v)" "$tmp/load.json" "$1" 2>/dev/null || true; }
+check="lost $(field lost), duplicated $(field duplicated), seq gaps $(field seq_gaps), read-model mismatches $(field read_model_mismatches) (clean: $(field check_ok))"
 
 section=$(cat <<MD
 <!-- soak:begin -->
@@ -85,7 +86,7 @@ the process sampled every ${EVERY} s. Slopes are least squares over the run afte
 | Go heap in use, MB | $(col 3 first) | $(col 3 last) | $(col 3 max) | $(slope 3) |
 | goroutines | $(col 4 first) | $(col 4 last) | $(col 4 max) | $(slope 4) |
 
-Load: acknowledged $(field acknowledged) commands ($(field accepted_per_s)/s), refused $(field refused), failed $(field failed); loadgen exit $load_rc.
+Load: acknowledged $(field accepted) of $(field commands) commands ($(field accepted_per_s)/s, accept p99 $(field p99_ms) ms), refused $(field refused), failed $(field failed); loadgen exit $load_rc.
 Checker: $check.
 <!-- soak:end -->
 MD
