@@ -47,6 +47,7 @@ type Main struct {
 	health   *health
 	reg      *prometheus.Registry
 	ring     *keyring.Ring // the workspaces' data keys
+	draining atomic.Bool
 	self     projections.Instance
 }
 
@@ -149,6 +150,23 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
+// drain keeps a stopping API instance serving for the drain delay while
+// /readyz answers 503 draining: load balancers take it out of rotation
+// before its listener closes, so clients see no refused connection. The
+// HTTP server's shutdown then waits for the requests in flight.
+func (m *Main) drain(ctx context.Context) {
+	d := m.Config.DrainDelay
+	if d <= 0 || m.listener == nil {
+		return
+	}
+	m.draining.Store(true)
+	m.Log.Info("draining: /readyz answers 503 until the listener closes", "for", d)
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}
+
 // URL is the base URL of the HTTP API.
 func (m *Main) URL() string {
 	if m.listener == nil {
@@ -165,10 +183,19 @@ func (m *Main) MetricsURL() string {
 	return "http://" + m.opsLn.Addr().String()
 }
 
-// Run runs the chosen roles until ctx ends or one fails.
-func (m *Main) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+// Run runs the chosen roles until ctx ends or one fails. When ctx ends, a
+// process serving the API first drains (see drain), then stops.
+func (m *Main) Run(parent context.Context) error {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	defer cancel()
+	go func() {
+		select {
+		case <-parent.Done():
+			m.drain(ctx)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	goRun := func(name string, fn func(context.Context) error) {
@@ -422,6 +449,10 @@ func (m *Main) opsRoutes(r chi.Router) {
 		httpapi.WriteJSON(w, 200, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if m.draining.Load() {
+			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable(httpapi.CodeDraining, "this instance is stopping", 1))
+			return
+		}
 		if l := m.health.level(); l == levelEmergency {
 			httpapi.WriteError(w, r, m.Log, httpapi.Unavailable(httpapi.CodeEmergency, "neither the log nor Postgres is reachable", 5))
 			return

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/logbook-dev/logbook/internal/auth"
 	"github.com/logbook-dev/logbook/internal/fieldcrypt"
@@ -28,9 +29,12 @@ type Config struct {
 	// /v1/status on a listener of its own, whatever the roles: the way to
 	// watch a process without the api role.
 	MetricsAddr string
-	AdminKey    auth.Secret
-	Roles       []string
-	LogLevel    slog.Level
+	// DrainDelay is how long a stopping API instance keeps serving with
+	// /readyz at 503 (Main.drain).
+	DrainDelay time.Duration
+	AdminKey   auth.Secret
+	Roles      []string
+	LogLevel   slog.Level
 	// MaxCommandLag is the decider backlog above which commands get 429.
 	MaxCommandLag int64
 	// RatePerKey limits each API key's commands per second (-1: off).
@@ -191,6 +195,13 @@ func baseConfig() (Config, error) {
 			return c, fmt.Errorf("LOGBOOK_AUTH_FAILURES_PER_MINUTE must be an integer (0 or less disables), got %q", v)
 		}
 		c.AuthFailuresPerMinute = n
+	}
+	if v := settingValue("LOGBOOK_DRAIN_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 10*time.Minute {
+			return c, fmt.Errorf("LOGBOOK_DRAIN_DELAY must be a duration from 0s to 10m, got %q", v)
+		}
+		c.DrainDelay = d
 	}
 	if c.AI, err = aiConfig(); err != nil {
 		return c, err

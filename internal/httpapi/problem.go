@@ -60,6 +60,7 @@ const (
 	CodeKeysUnavailable      = "keys_unavailable"
 	CodeProjectionStalled    = "projection_stalled"
 	CodeEmergency            = "emergency"
+	CodeDraining             = "draining"
 	CodeInternal             = "internal"
 )
 
@@ -87,6 +88,7 @@ var statuses = map[string]int{
 	CodeKeysUnavailable:      http.StatusServiceUnavailable,
 	CodeProjectionStalled:    http.StatusServiceUnavailable,
 	CodeEmergency:            http.StatusServiceUnavailable,
+	CodeDraining:             http.StatusServiceUnavailable,
 	CodeInternal:             http.StatusInternalServerError,
 }
 
