@@ -36,7 +36,7 @@ grep -q '^ready$' "$tmp/dev.out" || { cat "$tmp/dev.err" >&2; exit 1; }
 url=$(sed -n 's/^http: //p' "$tmp/dev.out")
 key=$(sed -n 's/^admin key (shown once, keep it): //p' "$tmp/dev.out")
 
-"$tmp/logbook" loadgen --url "$url" --key "$key" --data "$tmp/data" --workspaces "$WORKSPACES" --rate "$RATE" --duration "$DURATION" \
+"$tmp/logbook" loadgen --url "$url" --key "$key" --data "$tmp/data" --workspaces "$WORKSPACES" --rate "$RATE" --duration "$DURATION" --commands 0 \
   --concurrency 64 --mix create=60,assign=15,complete=15,cancel=5,rename=5 --progress=false --json >"$tmp/load.json" 2>"$tmp/load.err" &
 lpid=$!
 
