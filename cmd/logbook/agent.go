@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/logbook-dev/logbook/consumers/agent"
+	"github.com/logbook-dev/logbook/internal/tracing"
 	"github.com/logbook-dev/logbook/projections"
 )
 
@@ -84,6 +87,7 @@ func aiConfig() (AIConfig, error) {
 func (m *Main) newAgent() (*agent.Worker, error) {
 	c := m.Config.AI
 	pm := newProviderMetrics(m.reg)
+	pm.trace = m.tracing
 	var primary agent.Provider
 	if c.Provider == providerOpenAI {
 		p, err := agent.NewOpenAI(agent.OpenAIConfig{APIKey: c.APIKey, BaseURL: c.BaseURL, Timeout: c.Agent.CallTimeout})
@@ -159,6 +163,7 @@ func (a agentCollector) Collect(ch chan<- prometheus.Metric) {
 // providerMetrics measure every call that reaches a provider (a breaker's
 // refusal never does), by wrapping it.
 type providerMetrics struct {
+	trace   *tracing.Tracing
 	calls   *prometheus.CounterVec
 	tokens  *prometheus.CounterVec
 	seconds *prometheus.HistogramVec
@@ -192,9 +197,12 @@ type measuredProvider struct {
 }
 
 func (mp measuredProvider) Complete(ctx context.Context, r agent.Request) (agent.Response, error) {
+	name := mp.Name()
+	ctx, span := mp.pm.trace.Start(ctx, "ai complete", attribute.String("gen_ai.system", name),
+		attribute.String("gen_ai.request.model", r.Model), attribute.String("logbook.task_id", r.TaskID))
+	defer span.End()
 	start := time.Now()
 	resp, err := mp.Provider.Complete(ctx, r)
-	name := mp.Name()
 	mp.pm.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	result := "ok"
 	if pe, ok := errors.AsType[*agent.ProviderError](err); ok {
@@ -203,6 +211,9 @@ func (mp measuredProvider) Complete(ctx context.Context, r agent.Request) (agent
 		result = "error"
 	}
 	mp.pm.calls.WithLabelValues(name, result).Inc()
+	if err != nil {
+		span.SetStatus(codes.Error, result)
+	}
 	if err == nil {
 		mp.pm.tokens.WithLabelValues(name, "prompt").Add(float64(resp.Usage.PromptTokens))
 		mp.pm.tokens.WithLabelValues(name, "completion").Add(float64(resp.Usage.CompletionTokens))

@@ -29,6 +29,7 @@ import (
 	"github.com/logbook-dev/logbook/internal/metrics"
 	"github.com/logbook-dev/logbook/internal/pg"
 	"github.com/logbook-dev/logbook/internal/signing"
+	"github.com/logbook-dev/logbook/internal/tracing"
 	"github.com/logbook-dev/logbook/producers"
 	"github.com/logbook-dev/logbook/projections"
 	"github.com/logbook-dev/logbook/schemas"
@@ -48,14 +49,20 @@ type Main struct {
 	reg      *prometheus.Registry
 	ring     *keyring.Ring // the workspaces' data keys
 	draining atomic.Bool
+	tracing  *tracing.Tracing
 	self     projections.Instance
 }
 
 // Open connects to Postgres, migrates, bootstraps the admin key, creates the
 // topics and binds the HTTP listener.
 func (m *Main) Open(ctx context.Context) error {
-	m.openMetrics()
 	m.self = newInstance(m.Config.Roles)
+	var err error
+	if m.tracing, err = tracing.New(ctx, tracing.Config{Endpoint: m.Config.OTLPEndpoint, SampleRatio: m.Config.TraceSampleRatio,
+		Version: m.self.Version, Instance: m.self.ID}); err != nil {
+		return err
+	}
+	m.openMetrics()
 	// Group members are matched to registry rows by their client id.
 	m.Config.Kafka.ClientID = m.self.KafkaClientID
 	c := m.Config
@@ -68,7 +75,6 @@ func (m *Main) Open(ctx context.Context) error {
 	if c.DatabaseURL == "" {
 		return errors.New("no database: set LOGBOOK_DATABASE_URL")
 	}
-	var err error
 	if m.pool, err = pg.Connect(ctx, c.DatabaseURL, 20); err != nil {
 		return err
 	}
@@ -212,7 +218,11 @@ func (m *Main) Run(parent context.Context) error {
 
 	if c.hasRole("decider") {
 		dm := newDeciderMetrics(m.reg)
-		d, err := decider.New(decider.Config{Kafka: c.Kafka, Logger: m.Log, Verifier: c.Verifier, Observe: dm.observe})
+		dc := decider.Config{Kafka: c.Kafka, Logger: m.Log, Verifier: c.Verifier, Observe: dm.observe}
+		if m.tracing.Enabled() {
+			dc.Trace = func(r *kgo.Record) (context.Context, func()) { return m.tracing.Record(r, "decide") }
+		}
+		d, err := decider.New(dc)
 		if err != nil {
 			return err
 		}
@@ -267,7 +277,7 @@ func (m *Main) Run(parent context.Context) error {
 		pm := newProjectorMetrics(m.reg)
 		for _, spec := range projections.Projections(c.Kafka.Topics(), m.ring) {
 			p, err := projections.NewProjector(projections.ProjectorConfig{Kafka: c.Kafka, Name: spec.Name,
-				Topic: spec.Topic, Pool: m.pool, Apply: pm.wrap(spec.Name, spec.Apply), Logger: m.Log})
+				Topic: spec.Topic, Pool: m.pool, Apply: pm.wrap(spec.Name, spec.Apply, m.tracing), Logger: m.Log})
 			if err != nil {
 				return err
 			}
@@ -409,11 +419,16 @@ func (m *Main) Close() {
 	if m.ring != nil {
 		m.ring.Close()
 	}
+	if m.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = m.tracing.Shutdown(ctx) // what is buffered goes out
+		cancel()
+	}
 }
 
 func (m *Main) router(api *producers.API, queries *projections.Queries, throttle *auth.Throttle, access auth.AccessSink) http.Handler {
 	r := chi.NewRouter()
-	r.Use(metrics.NewHTTP(m.reg).Middleware, middleware.RequestID, m.recoverer)
+	r.Use(m.tracing.HTTP, metrics.NewHTTP(m.reg).Middleware, middleware.RequestID, m.recoverer)
 	m.opsRoutes(r)
 	r.Group(func(r chi.Router) {
 		// The throttle goes first: a refused source never reaches the key lookup.

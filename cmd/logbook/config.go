@@ -17,6 +17,7 @@ import (
 	"github.com/logbook-dev/logbook/internal/keylist"
 	"github.com/logbook-dev/logbook/internal/logging"
 	"github.com/logbook-dev/logbook/internal/signing"
+	"github.com/logbook-dev/logbook/internal/tracing"
 )
 
 // Config is everything a logbook process reads from env and flags. Only
@@ -32,6 +33,9 @@ type Config struct {
 	// DrainDelay is how long a stopping API instance keeps serving with
 	// /readyz at 503 (Main.drain).
 	DrainDelay time.Duration
+	// Tracing: off without an OTLP endpoint.
+	OTLPEndpoint     string
+	TraceSampleRatio float64
 	AdminKey   auth.Secret
 	Roles      []string
 	LogLevel   slog.Level
@@ -203,6 +207,14 @@ func baseConfig() (Config, error) {
 		}
 		c.DrainDelay = d
 	}
+	c.OTLPEndpoint = settingValue("LOGBOOK_OTLP_ENDPOINT")
+	if v := settingValue("LOGBOOK_TRACE_SAMPLE_RATIO"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r < 0 || r > 1 {
+			return c, fmt.Errorf("LOGBOOK_TRACE_SAMPLE_RATIO must be a number from 0 to 1, got %q", v)
+		}
+		c.TraceSampleRatio = r
+	}
 	if c.AI, err = aiConfig(); err != nil {
 		return c, err
 	}
@@ -222,7 +234,11 @@ func splitList(s string) []string {
 	return out
 }
 
-func (c Config) logger(w io.Writer) *slog.Logger { return logging.New(w, c.LogLevel) }
+// logger writes JSON lines, sensitive attributes redacted, each with the
+// trace and span ids of the context it is logged with.
+func (c Config) logger(w io.Writer) *slog.Logger {
+	return slog.New(tracing.LogHandler(logging.New(w, c.LogLevel).Handler()))
+}
 
 func (c Config) hasRole(r string) bool {
 	for _, x := range c.Roles {

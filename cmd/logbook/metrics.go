@@ -15,19 +15,21 @@ import (
 
 	"github.com/logbook-dev/logbook/consumers/decider"
 	"github.com/logbook-dev/logbook/internal/metrics"
+	"github.com/logbook-dev/logbook/internal/tracing"
 	"github.com/logbook-dev/logbook/projections"
 )
 
 // openMetrics makes the process's registry and gives every Kafka client it
-// will open franz-go's client metrics (kprom), one set per client.
+// will open franz-go's client metrics (kprom), one set per client, and the
+// tracing hooks (kotel) when tracing is on.
 func (m *Main) openMetrics() {
 	m.reg = prometheus.NewRegistry()
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var clients atomic.Int64
 	m.Config.Kafka.Hooks = func() []kgo.Hook {
 		n := clients.Add(1)
-		return []kgo.Hook{kprom.NewMetrics("logbook_kafka", kprom.Registerer(m.reg),
-			kprom.WithStaticLabel(prometheus.Labels{"client": strconv.FormatInt(n, 10)}))}
+		return append(m.tracing.KafkaHooks(), kprom.NewMetrics("logbook_kafka", kprom.Registerer(m.reg),
+			kprom.WithStaticLabel(prometheus.Labels{"client": strconv.FormatInt(n, 10)})))
 	}
 }
 
@@ -155,17 +157,27 @@ func newProjectorMetrics(reg prometheus.Registerer) *projectorMetrics {
 	return pm
 }
 
-// wrap returns apply measured under the projection's name.
-func (pm *projectorMetrics) wrap(name string, apply projections.Applier) projections.Applier {
-	return measuredApplier{next: apply, batch: pm.batch.WithLabelValues(name), duration: pm.duration.WithLabelValues(name)}
+// wrap returns apply measured under the projection's name, each record a
+// span of its trace.
+func (pm *projectorMetrics) wrap(name string, apply projections.Applier, tr *tracing.Tracing) projections.Applier {
+	return measuredApplier{next: apply, batch: pm.batch.WithLabelValues(name), duration: pm.duration.WithLabelValues(name),
+		trace: tr, span: "project " + name}
 }
 
 type measuredApplier struct {
 	next            projections.Applier
 	batch, duration prometheus.Observer
+	trace           *tracing.Tracing
+	span            string
 }
 
 func (a measuredApplier) Apply(ctx context.Context, tx pgx.Tx, partition int32, records []*kgo.Record) error {
+	if a.trace.Enabled() {
+		for _, r := range records {
+			_, end := a.trace.Record(r, a.span)
+			defer end()
+		}
+	}
 	start := time.Now()
 	err := a.next.Apply(ctx, tx, partition, records)
 	if err == nil {

@@ -46,6 +46,8 @@ var settings = []setting{
 	{Env: "LOGBOOK_HTTP_ADDR", Flag: "--http", For: "api", Default: "127.0.0.1:8080", Meaning: "API listen address"},
 	{Env: "LOGBOOK_METRICS_ADDR", For: "all", Shown: "off", Meaning: "a listener of its own for `/metrics`, `/healthz`, `/readyz` and `/v1/status`, whatever the roles: how a process without the api role is scraped and probed"},
 	{Env: "LOGBOOK_DRAIN_DELAY", For: "api", Default: "0s", Meaning: "on SIGTERM, how long the API keeps serving with `/readyz` at 503 `draining` before its listener closes: above the load balancer's readiness period, for restarts no client notices"},
+	{Env: "LOGBOOK_OTLP_ENDPOINT", For: "all", Shown: "off", Meaning: "OpenTelemetry collector (OTLP/HTTP base URL, e.g. `http://collector:4318`): traces of each command from the HTTP request through the decider, the projectors and the agent's provider call, carried in the Kafka records' headers"},
+	{Env: "LOGBOOK_TRACE_SAMPLE_RATIO", For: "all", Default: "1", Meaning: "share of new traces kept when tracing is on, 0–1 (a caller's traceparent keeps its own decision)"},
 	{Env: "LOGBOOK_DEBUG_ADDR", For: "all", Shown: "off", Meaning: "pprof listener, apart from the API (keep it on loopback)"},
 	{Env: "LOGBOOK_ADMIN_KEY", For: "api", Secret: true, Shown: "generated, printed once", Meaning: "bootstrap admin key (at least 32 characters, refused at start otherwise), stored as `bootstrap-admin`"},
 	{Env: "LOGBOOK_TOPIC_PREFIX", For: "all", Default: "logbook.", Meaning: "topic name prefix"},

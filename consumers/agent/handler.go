@@ -187,7 +187,10 @@ func (w *Worker) complete(ctx context.Context, p Provider, req Request) (Respons
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
 	defer cancel()
 	w.calls.Add(1)
-	return p.Complete(ctx, req)
+	resp, err := p.Complete(ctx, req)
+	// With ctx: the line carries the trace id when tracing is on.
+	w.log.DebugContext(ctx, "agent: provider call", "provider", p.Name(), "task", req.TaskID, "class", Classify(err))
+	return resp, err
 }
 
 // failReason says why an attempt failed without repeating what the provider

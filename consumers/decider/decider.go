@@ -55,6 +55,10 @@ type Config struct {
 	// Observe, when set, is told what each committed transaction did
 	// (metrics). It runs on the decider's loop: it must be quick.
 	Observe func(Transaction)
+	// Trace, when set, starts the span of deciding one command record and
+	// returns its context, which the events and result continue, and the
+	// func that ends it (tracing).
+	Trace func(*kgo.Record) (context.Context, func())
 }
 
 // Transaction is what one committed transaction did.
@@ -324,6 +328,12 @@ func (d *Decider) decideAll(fetches kgo.Fetches, parts map[int32]*partitionState
 			return
 		}
 		st.Commands++
+		var rctx context.Context // nil: the producer's own
+		if d.cfg.Trace != nil {
+			var end func()
+			rctx, end = d.cfg.Trace(r)
+			defer end()
+		}
 		// At the events' precision: the state then holds what the events
 		// say, and a state rebuilt from them is the same (RebuildState).
 		res, events := d.decide(parts[r.Partition], b, r, schemas.Timestamp(now()), &st)
@@ -334,7 +344,7 @@ func (d *Decider) decideAll(fetches kgo.Fetches, parts map[int32]*partitionState
 				return
 			}
 			out = append(out, &kgo.Record{Topic: d.topics.Events, Partition: r.Partition, Key: []byte(e.WorkspaceID),
-				Value: val, Headers: schemas.EventHeaders(e), Timestamp: e.OccurredAt})
+				Value: val, Headers: schemas.EventHeaders(e), Timestamp: e.OccurredAt, Context: rctx})
 		}
 		st.Events += int64(len(events))
 		if res == nil {
@@ -354,7 +364,7 @@ func (d *Decider) decideAll(fetches kgo.Fetches, parts map[int32]*partitionState
 			return
 		}
 		out = append(out, &kgo.Record{Topic: d.topics.Results, Partition: r.Partition, Key: []byte(res.WorkspaceID), Value: val,
-			Headers: []kgo.RecordHeader{{Key: schemas.HeaderCommandID, Value: []byte(res.CommandID)}}})
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderCommandID, Value: []byte(res.CommandID)}}, Context: rctx})
 	})
 	return out, st, err
 }

@@ -129,7 +129,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.As(err, &de):
 		p = Problemf(string(de.Code), de.Field, de.Message)
 	default:
-		log.Error("internal error", "method", r.Method, "route", r.URL.Path, "err", err)
+		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "route", r.URL.Path, "err", err)
 		p = Problemf(CodeInternal, "", "internal error")
 	}
 	if p.RetryAfter > 0 {

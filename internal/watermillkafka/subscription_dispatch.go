@@ -6,6 +6,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // unmarshalRetry is the least a record the Unmarshaler refused waits
@@ -91,6 +92,10 @@ func (s *subscription) deliver(d *delivery) {
 	}
 	setPosition(msg.Metadata, d.rec)
 	ctx, cancel := context.WithCancel(s.ctx)
+	if d.rec.Context != nil {
+		// The trace the record's producer wrote in its headers (tracing).
+		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.SpanContextFromContext(d.rec.Context))
+	}
 	msg.SetContext(ctx)
 	for {
 		select {
