@@ -36,9 +36,9 @@ type Config struct {
 	// Tracing: off without an OTLP endpoint.
 	OTLPEndpoint     string
 	TraceSampleRatio float64
-	AdminKey   auth.Secret
-	Roles      []string
-	LogLevel   slog.Level
+	AdminKey         auth.Secret
+	Roles            []string
+	LogLevel         slog.Level
 	// MaxCommandLag is the decider backlog above which commands get 429.
 	MaxCommandLag int64
 	// RatePerKey limits each API key's commands per second (-1: off).
