@@ -31,6 +31,7 @@ const accessBuffer = 10_000
 
 // NewAccessLog connects a producer to the access topic.
 func NewAccessLog(cfg kafka.Config, log *slog.Logger) (*AccessLog, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ type Appender struct {
 
 // NewAppender connects a producer.
 func NewAppender(cfg kafka.Config) (*Appender, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

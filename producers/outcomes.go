@@ -33,6 +33,7 @@ type waiter struct {
 
 // NewOutcomes connects a results reader.
 func NewOutcomes(cfg kafka.Config, log *slog.Logger) (*Outcomes, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

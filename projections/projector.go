@@ -75,6 +75,7 @@ type Projector struct {
 
 // NewProjector builds a projector; Run starts it.
 func NewProjector(cfg ProjectorConfig) (*Projector, error) {
+	cfg.Kafka = cfg.Kafka.WithDefaults()
 	if err := cfg.Kafka.Validate(); err != nil {
 		return nil, err
 	}

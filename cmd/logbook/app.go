@@ -56,6 +56,8 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := c.validateRoles(); err != nil {
 		return err
 	}
+	m.Config.Kafka = m.Config.Kafka.WithDefaults()
+	c.Kafka = m.Config.Kafka
 	if err := c.Kafka.Validate(); err != nil {
 		return fmt.Errorf("%w (set LOGBOOK_KAFKA_BROKERS)", err)
 	}

@@ -25,6 +25,7 @@ import (
 // else the broker of a `logbook dev` data directory.
 func toolKafka(cfg *Config, dataDir string) error {
 	if len(cfg.Kafka.Brokers) > 0 {
+		cfg.Kafka = cfg.Kafka.WithDefaults()
 		return cfg.Kafka.Validate()
 	}
 	b, err := os.ReadFile(filepath.Join(dataDir, "kafka.port"))
@@ -37,6 +38,7 @@ func toolKafka(cfg *Config, dataDir string) error {
 			return err
 		}
 	}
+	cfg.Kafka = cfg.Kafka.WithDefaults()
 	return cfg.Kafka.Validate()
 }
 

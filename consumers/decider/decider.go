@@ -77,6 +77,7 @@ type Outcome struct {
 }
 
 func (c *Config) validate() error {
+	c.Kafka = c.Kafka.WithDefaults()
 	if err := c.Kafka.Validate(); err != nil {
 		return err
 	}

@@ -68,6 +68,7 @@ func (p Progress) ETA() time.Duration {
 // Read calls fn for every committed event in order per partition, from the
 // chosen start up to the end offsets seen when it began, then returns.
 func Read(ctx context.Context, cfg kafka.Config, opts Options, fn func(schemas.EventEnvelope) error) error {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

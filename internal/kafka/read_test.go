@@ -453,3 +453,20 @@ func TestReadToEndUncommittedDeliversAbortedAndOpenRecords(t *testing.T) {
 func testOpts(brokers []string) []kgo.Opt {
 	return kafka.Config{Brokers: brokers, SASL: kafkatest.SASL()}.Opts()
 }
+
+func TestConfigDefaultsApartFromValidation(t *testing.T) {
+	c := kafka.Config{Brokers: []string{"127.0.0.1:9092"}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix != "" || c.Partitions != 0 || c.ClientID != "" {
+		t.Fatalf("Validate changed the config: %+v", c)
+	}
+	d := c.WithDefaults()
+	if d.Prefix != "logbook." || d.Partitions != 12 || d.ClientID != "logbook" || d.KeysCompactionLag != 24*time.Hour {
+		t.Fatalf("defaults: %+v", d)
+	}
+	if err := (kafka.Config{}).WithDefaults().Validate(); err == nil {
+		t.Fatal("no brokers validated")
+	}
+}

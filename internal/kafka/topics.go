@@ -46,11 +46,8 @@ func (s SASL) String() string { return "kafka.SASL{user: " + s.User + "}" }
 // LogValue never shows the password.
 func (s SASL) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-// Validate fills defaults and rejects an unusable config.
-func (c *Config) Validate() error {
-	if len(c.Brokers) == 0 {
-		return errors.New("kafka: no brokers")
-	}
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = "logbook."
 	}
@@ -62,6 +59,18 @@ func (c *Config) Validate() error {
 	}
 	if c.KeysCompactionLag <= 0 {
 		c.KeysCompactionLag = 24 * time.Hour
+	}
+	return c
+}
+
+// Validate rejects an unusable config; it changes nothing (WithDefaults
+// fills the defaults).
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka: no brokers")
+	}
+	if c.Partitions < 0 || c.KeysCompactionLag < 0 {
+		return errors.New("kafka: negative partitions or compaction lag")
 	}
 	return nil
 }

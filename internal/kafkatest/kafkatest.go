@@ -23,6 +23,7 @@ func Config(t testing.TB, partitions int32) kafka.Config {
 	t.Helper()
 	prefix := fmt.Sprintf("t%d-%d-%d.", os.Getpid(), time.Now().UnixNano()%1e6, seq.Add(1))
 	cfg := kafka.Config{Brokers: Brokers(t), Prefix: prefix, Partitions: partitions, SASL: SASL()}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
