@@ -457,6 +457,7 @@ func TestCountersLeaveOutAbortedTransactions(t *testing.T) {
 	}
 	defer c.Close()
 	cfg := kafka.Config{Brokers: c.ListenAddrs(), Partitions: 1}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

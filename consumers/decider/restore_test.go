@@ -28,6 +28,7 @@ import (
 func diskHarness(t *testing.T, brokers []string) *harness {
 	t.Helper()
 	cfg := kafka.Config{Brokers: brokers, Partitions: 3}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

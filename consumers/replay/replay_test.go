@@ -169,6 +169,7 @@ func TestReadPastAMarkerlessAbortedTail(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfg := kafka.Config{Brokers: kafkatest.DiskCluster(t, dir).ListenAddrs(), Partitions: 3}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -96,6 +96,7 @@ func TestAFailedReadNeverReplacesAKey(t *testing.T) {
 	}
 	defer c.Close()
 	cfg := kafka.Config{Brokers: c.ListenAddrs(), Prefix: "k.", Partitions: 1}
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
