@@ -33,6 +33,9 @@ type Config struct {
 	// DrainDelay is how long a stopping API instance keeps serving with
 	// /readyz at 503 (Main.drain).
 	DrainDelay time.Duration
+	// The HTTP server's timeouts, and how long its shutdown waits for the
+	// requests in flight.
+	HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout, ShutdownTimeout time.Duration
 	// Tracing: off without an OTLP endpoint.
 	OTLPEndpoint     string
 	TraceSampleRatio float64
@@ -200,12 +203,23 @@ func baseConfig() (Config, error) {
 		}
 		c.AuthFailuresPerMinute = n
 	}
-	if v := settingValue("LOGBOOK_DRAIN_DELAY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > 10*time.Minute {
-			return c, fmt.Errorf("LOGBOOK_DRAIN_DELAY must be a duration from 0s to 10m, got %q", v)
+	for _, d := range []struct {
+		name     string
+		to       *time.Duration
+		min, max time.Duration
+	}{
+		{"LOGBOOK_DRAIN_DELAY", &c.DrainDelay, 0, 10 * time.Minute},
+		{"LOGBOOK_HTTP_READ_TIMEOUT", &c.HTTPReadTimeout, time.Second, time.Hour},
+		{"LOGBOOK_HTTP_WRITE_TIMEOUT", &c.HTTPWriteTimeout, time.Second, time.Hour},
+		{"LOGBOOK_HTTP_IDLE_TIMEOUT", &c.HTTPIdleTimeout, time.Second, time.Hour},
+		{"LOGBOOK_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 0, 10 * time.Minute},
+	} {
+		v := settingValue(d.name)
+		n, err := time.ParseDuration(v)
+		if err != nil || n < d.min || n > d.max {
+			return c, fmt.Errorf("%s must be a duration from %s to %s, got %q", d.name, d.min, d.max, v)
 		}
-		c.DrainDelay = d
+		*d.to = n
 	}
 	c.OTLPEndpoint = settingValue("LOGBOOK_OTLP_ENDPOINT")
 	if v := settingValue("LOGBOOK_TRACE_SAMPLE_RATIO"); v != "" {

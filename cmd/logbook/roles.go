@@ -217,16 +217,16 @@ func (m *Main) startAPI(r *runner) error {
 	}, func() float64 { return float64(access.Dropped()) }))
 	srv := &http.Server{
 		Handler:           m.router(api, queries, throttle, access),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      45 * time.Second, // above the longest Prefer: wait
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, c.HTTPReadTimeout),
+		ReadTimeout:       c.HTTPReadTimeout,
+		WriteTimeout:      c.HTTPWriteTimeout,
+		IdleTimeout:       c.HTTPIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
 	}
 	r.goRun("http", func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
-			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+			sctx, scancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 			r.onStop(scancel)
 			_ = srv.Shutdown(sctx)
 		}()
