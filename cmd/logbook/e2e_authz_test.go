@@ -95,10 +95,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 	createdB := writerB.c.must(201, "POST", "/v1/workspaces", map[string]any{"name": "b"}, wait, "wait=10")
 	wsB, cmdB := createdB.str("workspace_id"), createdB.str("command_id")
 	taskB := writerB.c.must(201, "POST", "/v1/workspaces/"+wsB+"/tasks", map[string]any{"title": "t"}, wait, "wait=10").str("task_id")
-	eventually(t, 30*time.Second, "grants and tasks projected", func() bool {
+	// Three projections: the grants and tasks, and the command outcomes
+	// (Prefer: wait answers from the results topic, not from them).
+	eventually(t, 30*time.Second, "grants, tasks and outcomes projected", func() bool {
 		a := admin.c.do("GET", "/v1/workspaces/"+wsA, nil)
 		members, _ := a.Body["members"].([]any)
-		return len(members) == 3 && admin.c.do("GET", "/v1/workspaces/"+wsB+"/tasks/"+taskB, nil).Status == 200
+		return len(members) == 3 && admin.c.do("GET", "/v1/workspaces/"+wsB+"/tasks/"+taskB, nil).Status == 200 &&
+			admin.c.do("GET", "/v1/commands/"+cmdA, nil).str("status") != "pending" &&
+			admin.c.do("GET", "/v1/commands/"+cmdB, nil).str("status") != "pending"
 	})
 
 	_, ops := loadOpenAPI(t)
