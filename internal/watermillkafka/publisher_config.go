@@ -70,13 +70,9 @@ func (c PublisherConfig) Validate() error {
 }
 
 // kafkaDefaults fills the shared Kafka defaults (client id, prefix,
-// partitions) when the config is usable; an unusable one is left for
-// Validate to report.
+// partitions); an unusable config is left for Validate to report.
 func kafkaDefaults(k kafka.Config) kafka.Config {
-	filled := k
+	filled := k.WithDefaults()
 	filled.Brokers = append([]string(nil), k.Brokers...)
-	if filled.Validate() != nil {
-		return k
-	}
 	return filled
 }
