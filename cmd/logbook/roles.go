@@ -227,7 +227,7 @@ func (m *Main) startAPI(r *runner) error {
 		go func() {
 			<-ctx.Done()
 			sctx, scancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
-			r.onStop(scancel)
+			defer scancel()
 			_ = srv.Shutdown(sctx)
 		}()
 		if err := srv.Serve(m.listener); !errors.Is(err, http.ErrServerClosed) {
