@@ -20,8 +20,8 @@ import (
 
 // balancer is the load balancer of the rolling-restart test, as a
 // Kubernetes Service or a proxy in front of the API would be: it sends
-// each request to the next backend whose /readyz answered 200 at its last
-// probe (every 100 ms), and retries a request whose connection could not
+// each request to the next backend in rotation by its /readyz probe (every
+// 100 ms), and retries a request whose connection could not
 // be made on another one, as Envoy's connect-failure retry does (never
 // one that was sent: only its client knows whether to retry it). It counts
 // what it could not deliver.
@@ -31,6 +31,7 @@ type balancer struct {
 	next     int
 	failed   atomic.Int64 // requests no backend took: a client would see them
 	client   *http.Client
+	why      []string // of the failures, for the report
 }
 
 type backend struct {
@@ -45,14 +46,23 @@ func newBalancer() *balancer {
 
 func (b *balancer) add(url string) {
 	be := &backend{url: url, stop: make(chan struct{})}
+	// As a readiness probe: 1 s timeout, out of rotation after two
+	// failures in a row, back in after one success.
+	failures := 0
 	probe := func() {
-		r, err := (&http.Client{Timeout: 500 * time.Millisecond}).Get(be.url + "/readyz")
+		r, err := (&http.Client{Timeout: time.Second}).Get(be.url + "/readyz")
 		if err == nil {
 			io.Copy(io.Discard, r.Body)
 			r.Body.Close()
 		}
-		be.ready.Store(err == nil && r.StatusCode == 200)
+		if err == nil && r.StatusCode == 200 {
+			failures = 0
+			be.ready.Store(true)
+		} else if failures++; failures >= 2 {
+			be.ready.Store(false)
+		}
 	}
+	failures = 1
 	probe() // in rotation once it answers, as a readiness gate does
 	go func() {
 		for {
@@ -96,7 +106,7 @@ func (b *balancer) pick(skip string) *backend {
 
 func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	skip := ""
+	skip, why := "", "no backend in rotation"
 	for attempt := 0; attempt < 3; attempt++ {
 		be := b.pick(skip)
 		if be == nil {
@@ -110,7 +120,8 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if err != nil {
-			break // sent and cut: only the client can tell whether to retry
+			why = "sent to " + be.url + " and cut: " + err.Error()
+			break // only the client can tell whether to retry
 		}
 		for k, v := range resp.Header {
 			w.Header()[k] = v
@@ -121,7 +132,10 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.failed.Add(1)
-	http.Error(w, "no backend", http.StatusBadGateway)
+	b.mu.Lock()
+	b.why = append(b.why, r.Method+" "+r.URL.Path+": "+why)
+	b.mu.Unlock()
+	http.Error(w, "no backend took the request, or it was cut", http.StatusBadGateway)
 }
 
 // TestServeDrainsBeforeStopping: after SIGTERM an API process answers
@@ -161,7 +175,10 @@ func TestServeDrainsBeforeStopping(t *testing.T) {
 // loadgen's checker finds every acknowledged command decided once, in
 // order, and in the read models.
 func TestServeRollingRestartLosesNothing(t *testing.T) {
-	env := clusterEnv(t, 6, "LOGBOOK_DRAIN_DELAY=1s", "LOGBOOK_AI_PROVIDER=local")
+	// The drain outlasts the balancer's worst time to notice (two probes
+	// that time out after 1 s each), as LOGBOOK_DRAIN_DELAY must outlast a
+	// real load balancer's.
+	env := clusterEnv(t, 6, "LOGBOOK_DRAIN_DELAY=3s", "LOGBOOK_AI_PROVIDER=local")
 	type instance struct {
 		args []string
 		p    *proc
@@ -234,7 +251,14 @@ func TestServeRollingRestartLosesNothing(t *testing.T) {
 			t.Errorf("loadgen: %v\n%s\n%s", err, out.String(), errOut.String())
 		}
 		if sum["check_ok"] != true || sum["failed"] != float64(0) || sum["lost"] != float64(0) || sum["duplicated"] != float64(0) {
-			t.Errorf("loadgen found %v", sum)
+			var rep struct {
+				Check struct {
+					Examples []string `json:"examples"`
+				} `json:"check"`
+			}
+			b, _ := os.ReadFile(report)
+			_ = json.Unmarshal(b, &rep)
+			t.Errorf("loadgen found %v; e.g. %v", sum, rep.Check.Examples)
 		}
 		if n, _ := sum["accepted"].(float64); n < 1000 {
 			t.Errorf("only %v commands acknowledged: the load did not run through the restarts", n)
@@ -243,6 +267,6 @@ func TestServeRollingRestartLosesNothing(t *testing.T) {
 		t.Fatal("loadgen did not finish")
 	}
 	if n := lb.failed.Load(); n > 0 {
-		t.Errorf("%d requests found no backend to take them", n)
+		t.Errorf("%d requests found no backend to take them: %v", n, lb.why)
 	}
 }

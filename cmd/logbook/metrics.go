@@ -204,3 +204,9 @@ func (m *Main) groups() []string {
 	}
 	return out
 }
+
+// topicSet names the topics of this deployment the roles consume.
+func (m *Main) topicSet() map[string]bool {
+	t := m.Config.Kafka.Topics()
+	return map[string]bool{t.Commands: true, t.Events: true, t.Results: true, t.Access: true}
+}

@@ -49,6 +49,9 @@ type registry struct {
 	table  *projections.Registry
 	adm    *kadm.Client
 	groups []string
+	// topics are this deployment's: another deployment on the same
+	// brokers (another topic prefix) shares the group names.
+	topics map[string]bool
 	lag    *metrics.Lag
 	level  func() string
 	log    *slog.Logger
@@ -104,13 +107,14 @@ func (r *registry) beat(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(ctx, registryBeat)
 	described, _ := r.adm.DescribeGroups(dctx, r.groups...)
 	cancel()
-	list := joinMembers(live, described, r.lag)
+	list := joinMembers(live, described, r.topics, r.lag)
 	r.list.Store(&list)
 }
 
-// joinMembers lists the live instances with the partitions their group
-// members own; a member with no live instance is listed on its own.
-func joinMembers(live []projections.Instance, described kadm.DescribedGroups, lag *metrics.Lag) []instanceStatus {
+// joinMembers lists the live instances with the partitions of topics their
+// group members own; a member with no live instance is listed on its own,
+// unless it consumes none of topics.
+func joinMembers(live []projections.Instance, described kadm.DescribedGroups, topics map[string]bool, lag *metrics.Lag) []instanceStatus {
 	byClient := map[string]int{}
 	out := make([]instanceStatus, 0, len(live))
 	for _, in := range live {
@@ -122,6 +126,9 @@ func joinMembers(live []projections.Instance, described kadm.DescribedGroups, la
 			continue
 		}
 		for _, mem := range g.Members {
+			if meta, ok := mem.Join.AsConsumer(); ok && !slices.ContainsFunc(meta.Topics, func(t string) bool { return topics[t] }) {
+				continue // another deployment's member
+			}
 			i, ok := byClient[mem.ClientID]
 			if !ok {
 				i = len(out)
@@ -136,7 +143,9 @@ func joinMembers(live []projections.Instance, described kadm.DescribedGroups, la
 			if a, ok := mem.Assigned.AsConsumer(); ok {
 				var parts []int32
 				for _, tp := range a.Topics {
-					parts = append(parts, tp.Partitions...)
+					if topics[tp.Topic] {
+						parts = append(parts, tp.Partitions...)
+					}
 				}
 				sort.Slice(parts, func(a, b int) bool { return parts[a] < parts[b] })
 				st.Partitions[g.Group] = parts

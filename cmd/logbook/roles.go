@@ -106,7 +106,7 @@ func (m *Main) startCommon(r *runner) error {
 	r.onStop(closeLag)
 	r.goRun("lag metrics", func(ctx context.Context) error { lag.Run(ctx, 10*time.Second); return nil })
 	reg := &registry{self: m.self, table: projections.NewRegistry(m.pool), adm: adm, lag: lag, log: m.Log,
-		groups: m.groups(), level: func() string { return string(m.health.level()) }}
+		groups: m.groups(), topics: m.topicSet(), level: func() string { return string(m.health.level()) }}
 	reg.self.HTTPAddr = m.URL()
 	if reg.self.HTTPAddr == "" {
 		reg.self.HTTPAddr = m.MetricsURL()

@@ -298,9 +298,13 @@ func (v *logView) judge(acked []Acked, out *CheckResult) {
 		}
 		o := os[0]
 		for _, other := range os[1:] {
-			// A redelivered command is answered again from the window:
-			// the same outcome. A different one means it was decided twice.
-			if other.Status != o.Status || !slices.Equal(seqsOf(other), seqsOf(o)) {
+			// A redelivered command (a client's or a transport's retry)
+			// is answered again from the window: the same status, without
+			// the events (the window keeps no event list, and the read
+			// models keep the first answer). Another status, or other
+			// events, means it was decided twice.
+			window := len(other.Events) == 0
+			if other.Status != o.Status || (!window && !slices.Equal(seqsOf(other), seqsOf(o))) {
 				out.Duplicated++
 				out.note("decided twice: command %s: %s then %s", a.ID, describe(o), describe(other))
 				break

@@ -114,7 +114,8 @@ func TestJudgeFindsWhatWentWrong(t *testing.T) {
 		v := view("w")
 		v.outcomes["c1"] = []outcome{accepted("c1", "w", 1)}
 		v.outcomes["c2"] = []outcome{accepted("c2", "w", 2)}
-		v.outcomes["c3"] = []outcome{accepted("c3", "w", 3), accepted("c3", "w", 3)} // answered again: fine
+		// Answered again from the window, without its events: fine.
+		v.outcomes["c3"] = []outcome{accepted("c3", "w", 3), {CommandID: "c3", WorkspaceID: "w", Status: "accepted"}}
 		v.add(ev("w", 1, "c1", "workspace.created", "w"))
 		v.add(ev("w", 2, "c2", "task.created", "t2"))
 		v.add(ev("w", 3, "c3", "task.created", "t3"))
@@ -135,6 +136,9 @@ func TestJudgeFindsWhatWentWrong(t *testing.T) {
 			v.outcomes["c3"][1] = accepted("c3", "w", 4)
 			v.add(ev("w", 4, "c3", "task.created", "t3"))
 		}, func(c *CheckResult) bool { return c.Duplicated == 2 }},
+		{"answered again otherwise", func(v *logView) {
+			v.outcomes["c3"][1] = outcome{CommandID: "c3", WorkspaceID: "w", Status: "rejected", Code: "conflict"}
+		}, func(c *CheckResult) bool { return c.Duplicated == 1 }},
 		{"seq gap", func(v *logView) { v.order["w"] = []int64{1, 3, 2} }, func(c *CheckResult) bool { return c.SeqGaps == 1 }},
 		{"rejected", func(v *logView) {
 			v.outcomes["c2"] = []outcome{{CommandID: "c2", WorkspaceID: "w", Status: "rejected", Code: "conflict"}}

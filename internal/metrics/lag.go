@@ -114,10 +114,23 @@ func (l *Lag) measure(ctx context.Context) error {
 		// Membership is best effort: a group whose coordinator is moving
 		// leaves the gauge out for one round, not the lag.
 		described, _ := l.adm.DescribeGroups(ctx, groups...)
+		mine := map[string]bool{}
+		for _, s := range l.sources {
+			mine[s.Topic] = true
+		}
 		for g, d := range described {
-			if d.Err == nil {
-				members[g] = len(d.Members)
+			if d.Err != nil {
+				continue
 			}
+			n := 0
+			for _, m := range d.Members {
+				// Another deployment on the same brokers shares the group
+				// names, not the topics.
+				if meta, ok := m.Join.AsConsumer(); !ok || slices.ContainsFunc(meta.Topics, func(t string) bool { return mine[t] }) {
+					n++
+				}
+			}
+			members[g] = n
 		}
 	}
 	var rows []lagRow
