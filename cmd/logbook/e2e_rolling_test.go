@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -177,11 +178,12 @@ func TestServeDrainsBeforeStopping(t *testing.T) {
 // loadgen's checker finds every acknowledged command decided once, in
 // order, and in the read models.
 func TestServeRollingRestartLosesNothing(t *testing.T) {
-	if kafkatest.Real() {
+	if kafkatest.Real() && os.Getenv("LOGBOOK_TEST_ROLLING_ON_REAL") == "" {
 		// Open finding: on the 3-node cluster, after the suites before it,
 		// outcomes of a third of the acknowledged commands did not appear
 		// within the check's wait (alone it passes). Until that is
-		// explained, this runs on the embedded broker only.
+		// explained, this runs on the embedded broker only
+		// (LOGBOOK_TEST_ROLLING_ON_REAL=1 runs it there, to reproduce).
 		t.Skip("real cluster: an open finding, see docs/RUNBOOK.md (Restarting or upgrading)")
 	}
 	// The drain outlasts the balancer's worst time to notice (two probes
@@ -194,12 +196,29 @@ func TestServeRollingRestartLosesNothing(t *testing.T) {
 	}
 	apiArgs := []string{"serve", "--roles", "api", "--http", "127.0.0.1:0"}
 	var fleet []*instance
+	var every []*proc // each incarnation, for the diagnostics
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		t.Logf("status: %s", newClient(t, fleet[1].p.URL, testKey).do("GET", "/v1/status", nil).Raw)
+		for _, p := range every {
+			var lines []string
+			for _, line := range strings.Split(p.stderr.String(), "\n") {
+				if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, "restore") {
+					lines = append(lines, line)
+				}
+			}
+			t.Logf("%v pid %d: %s", p.cmd.Args[1:4], p.cmd.Process.Pid, strings.Join(first(lines, 15), "\n"))
+		}
+	})
 	for _, roles := range []string{"api", "api", "decider", "decider", "projector", "projector", "agent", "agent"} {
 		args := []string{"serve", "--roles", roles}
 		if roles == "api" {
 			args = apiArgs
 		}
 		fleet = append(fleet, &instance{args: args, p: start(t, env, args...)})
+		every = append(every, fleet[len(fleet)-1].p)
 	}
 	lb := newBalancer()
 	for _, in := range fleet[:2] {
@@ -240,6 +259,7 @@ func TestServeRollingRestartLosesNothing(t *testing.T) {
 			lb.remove(old.URL)
 		}
 		in.p = start(t, env, in.args...)
+		every = append(every, in.p)
 		if i < 2 {
 			lb.add(in.p.URL)
 		}
