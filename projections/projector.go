@@ -44,7 +44,7 @@ type Applier interface {
 type ProjectorConfig struct {
 	Kafka kafka.Config
 	// Name of the projection, its checkpoint key and its consumer group
-	// ("logbook-projection-" + Name).
+	// (ConsumerGroup(Name)).
 	Name  string
 	Topic string
 	Pool  *pgxpool.Pool
@@ -58,6 +58,12 @@ type ProjectorConfig struct {
 	Standalone bool
 	Logger     *slog.Logger
 }
+
+// GroupPrefix starts the consumer group of every projection.
+const GroupPrefix = "logbook-projection-"
+
+// ConsumerGroup is the consumer group of the projection name.
+func ConsumerGroup(name string) string { return GroupPrefix + name }
 
 // Projector consumes a topic in a group and applies it to Postgres. Its
 // offsets live in projection_checkpoints, written in the same transaction
@@ -94,7 +100,7 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if !cfg.Standalone {
 		opts = append(opts,
-			kgo.ConsumerGroup("logbook-projection-"+cfg.Name),
+			kgo.ConsumerGroup(ConsumerGroup(cfg.Name)),
 			// A dead member's partitions move after 10s, not kgo's default
 			// 45s: the read models must not stall that long behind a
 			// crashed process.

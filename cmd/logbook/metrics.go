@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -44,7 +45,7 @@ func (m *Main) lagSources() []metrics.LagSource {
 	}
 	for _, spec := range projections.Projections(t, nil) {
 		name := spec.Name
-		out = append(out, metrics.LagSource{Group: "logbook-projection-" + name, Topic: spec.Topic,
+		out = append(out, metrics.LagSource{Group: projections.ConsumerGroup(name), Topic: spec.Topic,
 			Positions: func(ctx context.Context) (map[int32]int64, error) {
 				return projections.Checkpoints(ctx, m.pool, name)
 			}})
@@ -196,17 +197,16 @@ func setAsideMetric(reg prometheus.Registerer, name string, p *projections.Proje
 	}, func() float64 { return float64(p.SetAside()) }))
 }
 
-// groups are the consumer groups of every role.
-func (m *Main) groups() []string {
-	out := []string{decider.DefaultGroup, m.Config.AI.Agent.Group}
-	for _, spec := range projections.Projections(m.Config.Kafka.Topics(), nil) {
-		out = append(out, "logbook-projection-"+spec.Name)
+// groupsAndTopics are the consumer groups of every role and the topics of
+// this deployment they consume, from the lag sources.
+func (m *Main) groupsAndTopics() ([]string, map[string]bool) {
+	var groups []string
+	topics := map[string]bool{}
+	for _, s := range m.lagSources() {
+		if !slices.Contains(groups, s.Group) {
+			groups = append(groups, s.Group)
+		}
+		topics[s.Topic] = true
 	}
-	return out
-}
-
-// topicSet names the topics of this deployment the roles consume.
-func (m *Main) topicSet() map[string]bool {
-	t := m.Config.Kafka.Topics()
-	return map[string]bool{t.Commands: true, t.Events: true, t.Results: true, t.Access: true}
+	return groups, topics
 }

@@ -105,8 +105,9 @@ func (m *Main) startCommon(r *runner) error {
 	}
 	r.onStop(closeLag)
 	r.goRun("lag metrics", func(ctx context.Context) error { lag.Run(ctx, 10*time.Second); return nil })
+	groups, topics := m.groupsAndTopics()
 	reg := &registry{self: m.self, table: projections.NewRegistry(m.pool), adm: adm, lag: lag, log: m.Log,
-		groups: m.groups(), topics: m.topicSet(), level: func() string { return string(m.health.level()) }}
+		groups: groups, topics: topics, level: func() string { return string(m.health.level()) }}
 	reg.self.HTTPAddr = m.URL()
 	if reg.self.HTTPAddr == "" {
 		reg.self.HTTPAddr = m.MetricsURL()
