@@ -12,9 +12,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/logbook-dev/logbook/consumers/decider"
 	"github.com/logbook-dev/logbook/internal/metrics"
 	"github.com/logbook-dev/logbook/projections"
 )
@@ -131,10 +133,13 @@ func joinMembers(live []projections.Instance, described kadm.DescribedGroups, to
 			}
 			i, ok := byClient[mem.ClientID]
 			if !ok {
+				// Any client may join a group under any id: shown, unauthenticated
+				// and on terminals, only as printable text of bounded length.
+				host := printable(strings.TrimPrefix(mem.ClientHost, "/"))
 				i = len(out)
 				byClient[mem.ClientID] = i
-				out = append(out, instanceStatus{Instance: projections.Instance{ID: "kafka:" + mem.ClientID + "@" + strings.TrimPrefix(mem.ClientHost, "/"),
-					Host: strings.TrimPrefix(mem.ClientHost, "/"), Level: "unknown"}, Partitions: map[string][]int32{}})
+				out = append(out, instanceStatus{Instance: projections.Instance{ID: "kafka:" + printable(mem.ClientID) + "@" + host,
+					Host: host, Level: "unknown"}, Partitions: map[string][]int32{}})
 			}
 			st := &out[i]
 			if !ok && !slices.Contains(st.Roles, roleOfGroup(g.Group)) {
@@ -161,9 +166,9 @@ func joinMembers(live []projections.Instance, described kadm.DescribedGroups, to
 // roleOfGroup names the role a consumer group belongs to.
 func roleOfGroup(group string) string {
 	switch {
-	case group == "logbook-decider":
+	case group == decider.DefaultGroup:
 		return "decider"
-	case strings.HasPrefix(group, "logbook-projection-"):
+	case strings.HasPrefix(group, projections.GroupPrefix):
 		return "projector"
 	default:
 		return "agent"
@@ -176,4 +181,21 @@ func (r *registry) instances() []instanceStatus {
 		return *l
 	}
 	return nil
+}
+
+// printable keeps at most 100 printable runes of s.
+func printable(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == 100 {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			n++
+		}
+	}
+	return b.String()
 }
